@@ -1,0 +1,45 @@
+# Two commands on a fresh machine (Python 3.11 + pip): `make demo` and `make test`.
+# Both bootstrap themselves: uv is installed into .uv/ if it is not on PATH, then `uv sync --frozen`
+# installs exactly what uv.lock pins into .venv/.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION ?= 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
+VENV := .venv
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install demo test test-fast bench lint clean distclean ui
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.uv/bin/uv:
+	@echo ">> bootstrapping uv $(UV_VERSION) into .uv/"
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	@echo ">> installing the locked environment into $(VENV)/ (first run takes a few minutes)"
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.synced ## Create .venv from uv.lock
+
+demo: $(VENV)/.synced ## The main job: generate, ingest, build, gate, publish, train, score (embedded default)
+	$(VENV)/bin/ulm demo
+
+test: $(VENV)/.synced ## The whole test suite (what CI runs)
+	@set +e; $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc
+
+bench: $(VENV)/.synced ## Benchmarks -> docs/BENCHMARKS.md
+	$(VENV)/bin/ulm bench
+
+clean: ## Remove generated data and build output (keeps .venv)
+	rm -rf data dbt_project/target dbt_project/logs .pytest_cache
+
+distclean: clean ## Also remove .venv and .uv
+	rm -rf $(VENV) .uv

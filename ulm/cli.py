@@ -1,0 +1,226 @@
+"""The ``ulm`` command line.
+
+Every command has ``--help``; long steps show progress; an expected failure prints ``error: <one line>`` and
+exits 1 (set ``ULM_DEBUG=1`` for the traceback). Heavy libraries are imported inside the commands so that
+``ulm --help`` stays fast.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import date, datetime
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from ulm import __version__
+from ulm.errors import UlmError
+
+log = logging.getLogger("ulm")
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)],
+        force=True,
+    )
+    for noisy in ("great_expectations", "matplotlib", "alembic", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def friendly_errors(fn):
+    """Turn expected failures into one line + exit 1, never a bare traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UlmError as exc:
+            if os.environ.get("ULM_DEBUG"):
+                raise
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.secho("interrupted", fg="yellow", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _parse_date(ctx, param, value):
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="ulm")
+@click.option(
+    "--warehouse",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="ULM_WAREHOUSE",
+    default=None,
+    help="DuckDB warehouse file (env ULM_WAREHOUSE; default data/warehouse.duckdb).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx: click.Context, warehouse: Path | None, verbose: bool) -> None:
+    """ULM: user lifecycle management for social e-commerce.
+
+    Generate or ingest landing data, build the lifecycle marts with dbt, gate them with Great Expectations,
+    train and score models with MLflow. Start with `make demo`, or `ulm COMMAND --help`.
+    """
+    _setup_logging(verbose)
+    if warehouse is not None:
+        os.environ["ULM_WAREHOUSE"] = str(warehouse.resolve())
+    from ulm.config import warehouse_path
+
+    ctx.obj = {"warehouse": warehouse_path()}
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Landing folder to write (default data/landing).")
+@click.option("--persons", type=click.IntRange(min=10), default=20000, show_default=True,
+              help="Number of persons to simulate.")
+@click.option("--days", type=click.IntRange(min=1), default=365, show_default=True, help="Days of history.")
+@click.option("--end-date", callback=_parse_date, default=None,
+              help="Last business day generated, YYYY-MM-DD (default 2025-12-31).")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same data).")
+@click.option("--defects", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="Share of rows per table given an injected defect (manifest in the truth folder).")
+@click.option("--truth", "truth_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Ground-truth folder (default: next to the landing folder, 'truth').")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@friendly_errors
+def generate(out_dir, persons, days, end_date, seed, defects, truth_dir, fmt):
+    """Generate a realistic synthetic social-commerce landing data set."""
+    from ulm.config import data_dir
+    from ulm.generate import generate as run_generate
+
+    out_dir = out_dir or data_dir() / "landing"
+    summary = run_generate(out_dir=out_dir, persons=persons, days=days, end_date=end_date, seed=seed,
+                           defects=defects, truth_dir=truth_dir, fmt=fmt, progress=True)
+    _print_summary("generated", summary)
+
+
+@main.command()
+@click.argument("landing_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--cdnow", "cdnow_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Ingest a CDNOW transaction file (CDNOW_master.txt or CDNOW_sample.txt) instead.")
+@click.option("--until", callback=_parse_date, default=None,
+              help="Only files whose date stamp is on or before this day.")
+@click.pass_context
+@friendly_errors
+def ingest(ctx, landing_dir, cdnow_file, until):
+    """Validate landing files against the contract and load them into the `raw` schema.
+
+    Invalid rows go to raw.quarantine with a reason; every load is reconciled in raw.load_audit.
+    Re-ingesting a file already loaded (same checksum) does nothing.
+    """
+    from ulm.ingest import ingest_cdnow, ingest_dir
+
+    wh = ctx.obj["warehouse"]
+    if bool(landing_dir) == bool(cdnow_file):
+        raise UlmError("give either a LANDING_DIR or --cdnow FILE (see ulm ingest --help)")
+    if cdnow_file:
+        summary = ingest_cdnow(cdnow_file, wh, progress=True)
+    else:
+        summary = ingest_dir(landing_dir, wh, until=until, progress=True)
+    _print_summary(f"ingested into {wh}", summary)
+
+
+@main.command()
+@click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("--select", default=None, help="dbt selection (default: everything).")
+@click.pass_context
+@friendly_errors
+def build(ctx, as_of, full_refresh, select):
+    """Run `dbt build` (models + tests) for the marts as of a business date."""
+    from ulm.build import build as run_build
+    from ulm.keys import ensure_local_pii_key
+
+    ensure_local_pii_key()
+    summary = run_build(as_of=as_of, warehouse=ctx.obj["warehouse"], full_refresh=full_refresh, select=select)
+    _print_summary(f"built marts as of {as_of}", summary)
+
+
+@main.command()
+@click.option("--persons", type=click.IntRange(min=10), default=20000, show_default=True)
+@click.option("--days", type=click.IntRange(min=30), default=365, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--defects", type=click.FloatRange(0, 0.01), default=0.002, show_default=True,
+              help="Injected defect rate, below the 1% gate, so the quarantine has something to show.")
+@click.option("--regenerate", is_flag=True, help="Regenerate the landing data even if it exists.")
+@click.pass_context
+@friendly_errors
+def demo(ctx, persons, days, seed, defects, regenerate):
+    """The main job end to end on the embedded default (what `make demo` runs)."""
+    from ulm.demo import run_demo
+
+    run_demo(warehouse=ctx.obj["warehouse"], persons=persons, days=days, seed=seed, defects=defects,
+             regenerate=regenerate)
+
+
+@main.command()
+@click.option("--scale", type=click.Choice(["small", "10m", "all"]), default="all", show_default=True,
+              help="small = ~20k persons; 10m = ~10M events.")
+@click.option("--out", "out_md", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Markdown report (default docs/BENCHMARKS.md; JSON next to it).")
+@friendly_errors
+def bench(scale, out_md):
+    """Measure wall time and peak memory of each stage; write docs/BENCHMARKS.md (+ .json)."""
+    from ulm.bench import run_bench
+
+    run_bench(scale=scale, out_md=out_md)
+
+
+def _print_summary(title: str, summary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if isinstance(summary, dict) and summary.get("tables"):
+        table = Table(title=title)
+        rows = summary["tables"]
+        cols = sorted({k for v in rows.values() if isinstance(v, dict) for k in v})
+        table.add_column("table")
+        for c in cols:
+            table.add_column(c, justify="right")
+        for name, vals in rows.items():
+            table.add_row(name, *[_fmt(vals.get(c)) for c in cols])
+        console.print(table)
+        rest = {k: v for k, v in summary.items() if k != "tables"}
+        for k, v in rest.items():
+            console.print(f"{k}: {_fmt(v)}")
+    else:
+        console.print(f"[bold]{title}[/bold]")
+        for k, v in (summary or {}).items():
+            console.print(f"  {k}: {_fmt(v)}")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v[:5])) + (" ..." if len(v) > 5 else "")
+    return str(v)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""`ulm demo` / `make demo`: the main job end to end on the embedded default.
+
+generate (if the landing folder is absent) -> the daily pipeline for the last generated day
+(ingest -> gates -> dbt build -> publish -> exports -> ML) -> a printed summary of what happened and where.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+from ulm.config import data_dir
+from ulm.errors import UlmError
+
+log = logging.getLogger("ulm.demo")
+
+_STAMP = re.compile(r"_(\d{8})\.(parquet|csv)$")
+
+
+def last_landing_day(landing: Path) -> date:
+    """The newest business day present in the landing folder (from the events files' date stamps)."""
+    stamps = [m.group(1) for p in (landing / "events").glob("events_*") if (m := _STAMP.search(p.name))]
+    if not stamps:
+        raise UlmError(f"{landing}/events holds no events_YYYYMMDD.parquet|csv files; run `ulm generate` first")
+    return datetime.strptime(max(stamps), "%Y%m%d").date()
+
+
+def run_demo(warehouse: Path, persons: int, days: int, seed: int, defects: float, regenerate: bool) -> dict:
+    from ulm.keys import ensure_local_pii_key
+
+    t0 = time.perf_counter()
+    landing, truth = data_dir() / "landing", data_dir() / "truth"
+    key_source = ensure_local_pii_key()
+    log.info("PII hashing key: %s", key_source)
+    if regenerate or not (landing / "events").exists():
+        from ulm.generate import generate
+
+        log.info("step 1/3: generating %s persons x %s days into %s", f"{persons:,}", days, landing)
+        generate(out_dir=landing, persons=persons, days=days, seed=seed, defects=defects, truth_dir=truth,
+                 progress=True)
+    else:
+        log.info("step 1/3: landing data already in %s (use --regenerate to rebuild it)", landing)
+    as_of = last_landing_day(landing)
+
+    from ulm import pipeline
+
+    log.info("step 2/3: daily pipeline as of %s", as_of)
+    result = pipeline.run_daily(as_of=as_of, warehouse=warehouse, landing=landing)
+    log.info("step 3/3: summary")
+    from ulm.report import print_summary
+
+    print_summary(warehouse=warehouse, as_of=as_of, result=result, seconds=time.perf_counter() - t0)
+    return result
