@@ -50,6 +50,13 @@ def friendly_errors(fn):
         except KeyboardInterrupt:
             click.secho("interrupted", fg="yellow", err=True)
             sys.exit(130)
+        except Exception as exc:  # an unexpected failure: still one line first, traceback only on request
+            if os.environ.get("ULM_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.secho(f"error: unexpected {type(exc).__name__}: {first} (set ULM_DEBUG=1 for the traceback)",
+                        fg="red", err=True)
+            sys.exit(1)
 
     return wrapper
 
@@ -128,11 +135,11 @@ def ingest(ctx, landing_dir, cdnow_file, until):
     Invalid rows go to raw.quarantine with a reason; every load is reconciled in raw.load_audit.
     Re-ingesting a file already loaded (same checksum) does nothing.
     """
+    if bool(landing_dir) == bool(cdnow_file):
+        raise UlmError("give either a LANDING_DIR or --cdnow FILE (see ulm ingest --help)")
     from ulm.ingest import ingest_cdnow, ingest_dir
 
     wh = ctx.obj["warehouse"]
-    if bool(landing_dir) == bool(cdnow_file):
-        raise UlmError("give either a LANDING_DIR or --cdnow FILE (see ulm ingest --help)")
     if cdnow_file:
         summary = ingest_cdnow(cdnow_file, wh, progress=True)
     else:

@@ -1,0 +1,20 @@
+"""Test-wide settings: never touch the developer's data/ folder; a fixed, test-only PII key."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# Set before any ulm module resolves paths. Tests that need their own warehouse pass it explicitly.
+_SESSION_DATA = tempfile.mkdtemp(prefix="ulm-test-data-")
+os.environ.setdefault("ULM_DATA_DIR", _SESSION_DATA)
+os.environ.setdefault("ULM_WAREHOUSE", os.path.join(_SESSION_DATA, "warehouse.duckdb"))
+os.environ["ULM_PII_KEY"] = "test-only-pii-key-not-a-secret"
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def test_data_dir() -> str:
+    return _SESSION_DATA

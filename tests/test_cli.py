@@ -1,0 +1,45 @@
+"""The CLI contract: --help everywhere, one-line errors with a non-zero exit."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from ulm.cli import main
+
+
+def _commands():
+    return sorted(main.commands)
+
+
+@pytest.mark.parametrize("name", _commands())
+def test_every_command_has_help(name):
+    result = CliRunner().invoke(main, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    assert len(result.output.splitlines()) > 3
+
+
+def test_top_level_help_lists_commands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in ("generate", "ingest", "build", "demo", "bench"):
+        assert name in result.output
+
+
+def test_usage_error_is_one_line_and_nonzero(tmp_path):
+    # neither a landing dir nor --cdnow: a UlmError, printed as one line, exit 1, no traceback
+    proc = subprocess.run([sys.executable, "-m", "ulm.cli", "--warehouse", str(tmp_path / "w.duckdb"), "ingest"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_date_is_rejected_with_reason():
+    result = CliRunner().invoke(main, ["build", "--as-of", "2025-13-01"])
+    assert result.exit_code == 2
+    assert "not a date in YYYY-MM-DD form" in result.output
