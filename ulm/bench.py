@@ -30,7 +30,7 @@ END_DATE = date(2025, 12, 31)
 # scale name -> generator arguments. 10m: ~10M events over a year (see docs/GENERATOR.md for the event rate).
 SCALES = {
     "small": {"persons": 20_000, "days": 365},
-    "10m": {"persons": 200_000, "days": 365},
+    "10m": {"persons": 100_000, "days": 365},  # ~10.3M events (docs/GENERATOR.md)
 }
 
 

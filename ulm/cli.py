@@ -193,6 +193,33 @@ def bench(scale, out_md):
     run_bench(scale=scale, out_md=out_md)
 
 
+@main.command()
+@click.pass_context
+@friendly_errors
+def erase(ctx):
+    """Process pending erasure requests (right to be forgotten, SPEC §11).
+
+    Removes every row of the requested person's accounts from raw, staging, marts, features and scores;
+    audit.erasure_log records rows removed per table without identifying the person.
+    """
+    from ulm.erasure import erase as run_erase
+
+    _print_summary("erasure", run_erase(ctx.obj["warehouse"]))
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON file to write.")
+@click.pass_context
+@friendly_errors
+def access(ctx, user_id, out):
+    """Export everything held about one account (right of access, SPEC §11) as JSON."""
+    from ulm.erasure import access_export
+
+    _print_summary(f"access export written to {out}", access_export(ctx.obj["warehouse"], user_id, out))
+
+
 def _print_summary(title: str, summary) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -1,0 +1,38 @@
+{#-
+  Incremental event models: reprocess by business day with a lookback of p('incremental_lookback_days') days
+  for late events, plus rows loaded after the previous build (released quarantine rows, late files).
+  A full refresh and a sequence of daily incremental runs give identical tables.
+
+  incremental_start(date_col): first business day to reprocess (a scalar subquery on {{ this }}).
+  incremental_window(date_col, loaded_col, this_date_col): predicate selecting the rows to (re)process; `true` on
+    full builds. this_date_col names the day column of {{ this }} when it differs from date_col.
+  incremental_cleanup(date_col, user_col): pre-hook deleting rows after as_of (a backfill moved as_of back)
+    and rows of erased accounts (SPEC §11), so they never survive in an incremental table.
+-#}
+
+{% macro incremental_start(date_col) -%}
+  (select {{ add_days('least(coalesce(max(' ~ date_col ~ '), ' ~ as_of_date() ~ '), ' ~ as_of_date() ~ ')',
+                      -1 * p('incremental_lookback_days')) }} from {{ this }})
+{%- endmacro %}
+
+{% macro incremental_window(date_col, loaded_col=none, this_date_col=none) -%}
+  {%- if is_incremental() -%}
+    ({{ date_col }} >= {{ incremental_start(this_date_col or date_col) }}
+    {%- if loaded_col is not none %}
+      or {{ loaded_col }} > (select coalesce(max({{ loaded_col }}), cast('1900-01-01' as timestamp)) from {{ this }})
+    {%- endif -%})
+  {%- else -%}
+    true
+  {%- endif -%}
+{%- endmacro %}
+
+{% macro incremental_cleanup(date_col, user_col=none) -%}
+  {%- if is_incremental() -%}
+    delete from {{ this }} where {{ date_col }} > {{ as_of_date() }}
+    {%- if user_col is not none %}
+      or {{ user_col }} in (select user_id from {{ source('raw', 'erasure_requests') }})
+    {%- endif -%}
+  {%- else -%}
+    select 1
+  {%- endif -%}
+{%- endmacro %}

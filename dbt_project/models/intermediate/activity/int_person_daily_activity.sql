@@ -1,0 +1,107 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['person_id', 'activity_date'],
+    on_schema_change='fail',
+    pre_hook=[
+        "{{ incremental_cleanup('activity_date') }}",
+        "{% if is_incremental() %}delete from {{ this }} where person_id in (select person_id from {{ ref('int_identity_changes') }}){% else %}select 1{% endif %}",
+    ]
+) }}
+-- depends_on: {{ ref('int_identity_changes') }}
+-- Sparse person x business-day activity (SPEC §4): one row per day with >= 1 event or >= 1 order.
+-- is_active_day = >= 1 event or >= 1 purchase (a day with only a cancelled/fully refunded order is not active).
+-- Incremental: the day window, days touched by rows loaded since the previous build, and every day of persons
+-- whose membership changed (their old rows were deleted by the pre-hook).
+{%- set event_types = ['app_open', 'product_view', 'content_view', 'like', 'comment', 'favorite', 'share',
+                       'live_enter', 'community_join', 'community_open', 'check_in', 'ugc_post',
+                       'invite_sent', 'assist'] %}
+with
+
+events as (
+    select * from {{ ref('int_events') }}
+),
+
+orders as (
+    select * from {{ ref('int_orders') }}
+),
+
+{% if is_incremental() %}
+changed_persons as (
+    select distinct person_id from {{ ref('int_identity_changes') }} where change_side = 'new'
+),
+
+late_days as (
+    select distinct person_id, event_date as activity_date from events
+    where _loaded_at > (select coalesce(max(_max_loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
+    union
+    select distinct person_id, order_date from orders
+    where _loaded_at > (select coalesce(max(_max_loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
+),
+{% endif %}
+
+selected_events as (
+    select * from events
+    where {{ incremental_window('event_date', this_date_col='activity_date') }}
+    {%- if is_incremental() %}
+       or person_id in (select person_id from changed_persons)
+       or (person_id, event_date) in (select person_id, activity_date from late_days)
+    {%- endif %}
+),
+
+selected_orders as (
+    select * from orders
+    where {{ incremental_window('order_date', this_date_col='activity_date') }}
+    {%- if is_incremental() %}
+       or person_id in (select person_id from changed_persons)
+       or (person_id, order_date) in (select person_id, activity_date from late_days)
+    {%- endif %}
+),
+
+event_days as (
+    select
+        person_id,
+        event_date as activity_date,
+        count(*) as n_events,
+        {%- for t in event_types %}
+        count(*) filter (where event_type = '{{ t }}') as n_{{ t }},
+        {%- endfor %}
+        max(_loaded_at) as _max_loaded_at
+    from selected_events
+    group by person_id, event_date
+),
+
+order_days as (
+    select
+        person_id,
+        order_date as activity_date,
+        count(*) as n_orders,
+        count(*) filter (where is_purchase) as n_purchases,
+        sum(net_amount) as net_revenue,
+        sum(gmv_amount) as gmv,
+        max(_loaded_at) as _max_loaded_at
+    from selected_orders
+    group by person_id, order_date
+),
+
+final as (
+    select
+        coalesce(e.person_id, o.person_id) as person_id,
+        coalesce(e.activity_date, o.activity_date) as activity_date,
+        cast(coalesce(e.n_events, 0) as integer) as n_events,
+        {%- for t in event_types %}
+        cast(coalesce(e.n_{{ t }}, 0) as integer) as n_{{ t }},
+        {%- endfor %}
+        cast(coalesce(o.n_orders, 0) as integer) as n_orders,
+        cast(coalesce(o.n_purchases, 0) as integer) as n_purchases,
+        coalesce(o.n_purchases, 0) > 0 as is_purchase_day,
+        (coalesce(e.n_events, 0) > 0 or coalesce(o.n_purchases, 0) > 0) as is_active_day,
+        cast(coalesce(o.net_revenue, 0) as decimal(18, 2)) as net_revenue,
+        cast(coalesce(o.gmv, 0) as decimal(18, 2)) as gmv,
+        greatest(e._max_loaded_at, o._max_loaded_at) as _max_loaded_at
+    from event_days as e
+    full outer join order_days as o
+        on e.person_id = o.person_id and e.activity_date = o.activity_date
+)
+
+select * from final

@@ -1,0 +1,27 @@
+-- Latest ML score per person with score_date <= as_of (SPEC §9). ml.scores is written by the scoring batch;
+-- on-run-start creates it empty (typed) until then, so this model is always valid.
+with
+
+scores as (
+    select * from {{ source('ml', 'scores') }}
+),
+
+persons as (
+    select person_id from {{ ref('int_persons') }}
+),
+
+final as (
+    select
+        s.person_id,
+        s.score_date,
+        cast(s.churn_probability as double) as churn_probability,
+        cast(s.predicted_ltv_365 as decimal(18, 2)) as predicted_ltv_365,
+        s.churn_model_version,
+        s.ltv_model_version
+    from scores as s
+    inner join persons as p on s.person_id = p.person_id
+    where s.score_date <= {{ as_of_date() }}
+    qualify row_number() over (partition by s.person_id order by s.score_date desc) = 1
+)
+
+select * from final

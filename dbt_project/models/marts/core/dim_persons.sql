@@ -1,0 +1,55 @@
+-- One row per person as of d: profile (SPEC §3), current lifecycle stage (§5.1), segments (§7, from
+-- int_person_segments) and the latest ML scores (§9; null until the scoring batch has run).
+with
+
+persons as (
+    select * from {{ ref('int_persons') }}
+),
+
+current_stage as (
+    select person_id, stage from {{ ref('fct_lifecycle_stage_history') }} where valid_to is null
+),
+
+segments as (
+    select * from {{ ref('int_person_segments') }}
+),
+
+scores as (
+    select * from {{ ref('int_scores_latest') }}
+),
+
+final as (
+    select
+        p.person_id,
+        p.registered_date,
+        p.acquisition_channel,
+        p.platform,
+        p.city_tier,
+        p.age_band,
+        p.region,
+        p.is_eu,
+        p.consent_analytics,
+        p.consent_marketing,
+        p.n_accounts,
+        p.n_platforms,
+        cs.stage as lifecycle_stage,
+        sg.value_tier,
+        sg.ltv_tier,
+        sg.social_tier,
+        sg.spreader_tier,
+        sg.is_koc,
+        sg.rfm_segment,
+        sg.r_score,
+        sg.f_score,
+        sg.m_score,
+        sg.realized_ltv,
+        sc.predicted_ltv_365,
+        sc.churn_probability,
+        sc.score_date
+    from persons as p
+    left join current_stage as cs on p.person_id = cs.person_id
+    left join segments as sg on p.person_id = sg.person_id
+    left join scores as sc on p.person_id = sc.person_id
+)
+
+select * from final

@@ -1,0 +1,74 @@
+-- SPEC §10 channel- and KPI-level alerts for the as-of date: (alert_date, rule_id, subject, value, threshold).
+--   channel_pause: acquisition_channel/platform whose latest complete cohort month (the month before the
+--     as-of month) has pause_recommended in mart_channel_economics; value = ltv_cac_ratio.
+--   d7_retention_low: the daily registration cohort d-7 (the one whose D7 is observed on d) has D7
+--     retention (persons active on day 7 / persons registered) below d7_retention_alert_threshold.
+-- Incremental by alert_date like mart_interventions (each run replaces its own day; full refresh disabled).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        full_refresh=false,
+        pre_hook=[
+            "{% if is_incremental() %}delete from {{ this }} where alert_date = {{ as_of_date() }}{% else %}select 1{% endif %}",
+        ],
+    )
+}}
+with
+
+channel_economics as (
+    select * from {{ ref('mart_channel_economics') }}
+    where cohort_month = {{ add_periods('month', period_start('month', as_of_date()), -1) }}
+),
+
+channel_pause as (
+    select
+        'channel_pause' as rule_id,
+        acquisition_channel || '/' || platform || '/' || cast(cohort_month as varchar) as subject,
+        ltv_cac_ratio as value,
+        cast({{ p('ltv_cac_pause_threshold') }} as double) as threshold
+    from channel_economics
+    where pause_recommended
+),
+
+d7_cohort as (
+    select person_id
+    from {{ ref('int_persons') }}
+    where registered_date = {{ marts_days_before(7) }}
+),
+
+d7_active as (
+    select distinct person_id
+    from {{ ref('int_person_daily_activity') }}
+    where activity_date = {{ as_of_date() }}
+),
+
+d7_retention as (
+    select
+        count(*) as acquired,
+        count(d7_active.person_id) as retained
+    from d7_cohort
+    left join d7_active on d7_active.person_id = d7_cohort.person_id
+),
+
+d7_retention_low as (
+    select
+        'd7_retention_low' as rule_id,
+        'registration_cohort/' || cast({{ marts_days_before(7) }} as varchar) as subject,
+        cast(retained as double) / acquired as value,
+        cast({{ p('d7_retention_alert_threshold') }} as double) as threshold
+    from d7_retention
+    where acquired > 0
+      and retained < {{ marts_exact('d7_retention_alert_threshold') }} * acquired
+),
+
+final as (
+    select {{ as_of_date() }} as alert_date, rule_id, subject, value, threshold
+    from (
+        select * from channel_pause
+        union all
+        select * from d7_retention_low
+    ) as alerts
+)
+
+select * from final

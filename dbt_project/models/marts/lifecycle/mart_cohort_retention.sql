@@ -1,0 +1,78 @@
+-- SPEC §5.4 recurring retention matrix: cohort = registration week / month; cell k = share of the cohort active
+-- (and, separately, purchasing) in period k after the cohort period. k runs up to the period containing as_of
+-- (that last period is partial).
+with
+
+persons as (
+    select person_id, registered_date from {{ ref('int_persons') }}
+),
+
+activity as (
+    select person_id, activity_date, is_active_day, is_purchase_day
+    from {{ ref('int_person_daily_activity') }}
+    where activity_date <= {{ as_of_date() }} and (is_active_day or is_purchase_day)
+),
+
+{% for grain in ['week', 'month'] %}
+{{ grain }}_members as (
+    select person_id, {{ period_start(grain, 'registered_date') }} as cohort_start from persons
+),
+
+{{ grain }}_sizes as (
+    select cohort_start, count(*) as cohort_size from {{ grain }}_members group by cohort_start
+),
+
+{{ grain }}_cells as (
+    select
+        m.cohort_start,
+        {{ periods_between(grain, 'm.cohort_start', period_start(grain, 'a.activity_date')) }} as period_number,
+        count(distinct case when a.is_active_day then m.person_id end) as active_persons,
+        count(distinct case when a.is_purchase_day then m.person_id end) as purchasing_persons
+    from {{ grain }}_members as m
+    inner join activity as a on m.person_id = a.person_id
+    where a.activity_date >= m.cohort_start
+    group by 1, 2
+),
+
+{{ grain }}_grid as (
+    select
+        s.cohort_start,
+        s.cohort_size,
+        cast(unnest(generate_series(
+            0, {{ periods_between(grain, 's.cohort_start', period_start(grain, as_of_date())) }})) as integer)
+            as period_number
+    from {{ grain }}_sizes as s
+),
+
+{{ grain }}_matrix as (
+    select
+        '{{ grain }}' as cohort_grain,
+        g.cohort_start,
+        g.period_number,
+        g.cohort_size,
+        coalesce(c.active_persons, 0) as active_persons,
+        coalesce(c.purchasing_persons, 0) as purchasing_persons
+    from {{ grain }}_grid as g
+    left join {{ grain }}_cells as c
+        on g.cohort_start = c.cohort_start and g.period_number = c.period_number
+),
+{% endfor %}
+
+final as (
+    select
+        cohort_grain,
+        cohort_start,
+        period_number,
+        cast(cohort_size as integer) as cohort_size,
+        cast(active_persons as integer) as active_persons,
+        cast(purchasing_persons as integer) as purchasing_persons,
+        active_persons / cohort_size as active_rate,
+        purchasing_persons / cohort_size as purchase_rate
+    from (
+        select * from week_matrix
+        union all
+        select * from month_matrix
+    )
+)
+
+select * from final

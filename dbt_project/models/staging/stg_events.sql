@@ -1,0 +1,64 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='event_id',
+    on_schema_change='fail',
+    pre_hook="{{ incremental_cleanup('event_date', 'user_id') }}"
+) }}
+-- Behaviour events of known, non-erased accounts up to the as-of day, deduplicated (SPEC §1).
+-- Incremental by business day with a lookback (late events) plus rows loaded since the previous build.
+with
+
+events as (
+    select *
+    from {{ source('raw', 'events') }}
+    -- cheap pre-filter on the raw timestamp (zone maps) before the business-day conversion
+    where event_ts < {{ business_day_start_utc(add_days(as_of_date(), 1)) }}
+),
+
+users as (
+    select user_id from {{ ref('stg_users') }}
+),
+
+with_dates as (
+    select
+        *,
+        {{ business_date('event_ts') }} as event_date
+    from events
+),
+
+windowed as (
+    select *
+    from with_dates
+    where event_date <= {{ as_of_date() }}
+      and {{ incremental_window('event_date', '_loaded_at') }}
+),
+
+deduplicated as (
+    select *
+    from windowed
+    qualify row_number() over (partition by event_id order by _loaded_at, _load_id, _source_file) = 1
+),
+
+final as (
+    select
+        e.event_id,
+        e.user_id,
+        e.event_type,
+        e.event_ts,
+        e.event_date,
+        e.platform,
+        e.session_id,
+        e.product_id,
+        e.category,
+        e.content_id,
+        e.kol_id,
+        e.community_id,
+        e.share_id,
+        e.properties,
+        e._loaded_at
+    from deduplicated as e
+    inner join users as u on e.user_id = u.user_id
+)
+
+select * from final

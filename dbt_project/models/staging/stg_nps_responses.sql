@@ -1,0 +1,30 @@
+-- NPS answers of non-erased accounts up to the as-of day (SPEC §1, §6).
+with
+
+responses as (
+    select * from {{ source('raw', 'nps_responses') }}
+),
+
+users as (
+    select user_id from {{ ref('stg_users') }}
+),
+
+deduplicated as (
+    select *
+    from responses
+    qualify row_number() over (partition by response_id order by _loaded_at, _load_id, _source_file) = 1
+),
+
+final as (
+    select
+        r.response_id,
+        r.user_id,
+        r.responded_at,
+        {{ business_date('r.responded_at') }} as response_date,
+        r.score
+    from deduplicated as r
+    inner join users as u on r.user_id = u.user_id
+    where {{ business_date('r.responded_at') }} <= {{ as_of_date() }}
+)
+
+select * from final
