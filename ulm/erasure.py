@@ -3,10 +3,12 @@
 ``erase``: for every ``raw.erasure_requests`` row not yet processed, find the person's accounts (the requested
 account plus every account linked to it by a shared phone or union_id, multi-hop, exactly as identity resolution
 links them), then delete every row of those accounts and of their person ids from every schema: raw (incl.
-quarantined rows), staging, intermediate, marts, audit copies, ML feature snapshots and scores. Invites *received*
-by an erased account keep the inviter's row (it is the inviter's data) with the invitee id set to NULL.
+quarantined rows), staging, intermediate, marts, audit copies, ML feature snapshots and scores. Rows of OTHER
+people that point at the person (an invite it accepted, an account it referred, a person it brought in) are kept,
+with that reference set to NULL.
 ``audit.erasure_log`` records request id, request time, processing time and rows removed per table, without any
-identifier of the person. The request row itself stays in ``raw.erasure_requests`` as the legal record (and keeps
+identifier of the person. The request row itself stays in ``raw.erasure_requests`` (and ``stg_erasure_requests``) as
+the legal record (and keeps
 staging from re-admitting the account should an old file be re-sent).
 
 ``access_export``: everything held about one account (raw rows, quarantined rows, and every non-raw row of its
@@ -25,12 +27,12 @@ from ulm.errors import UlmError
 
 log = logging.getLogger("ulm.erasure")
 
-# columns naming an account / a person, wherever they appear outside raw
-ACCOUNT_COLUMNS = ("user_id", "inviter_user_id", "referrer_user_id")
-PERSON_COLUMNS = ("person_id", "inviter_person_id", "invitee_person_id", "referrer_person_id",
-                  "sharer_person_id", "new_person_id")
-# raw-layer columns that point at an account but belong to another account's row: null them, keep the row
-NULL_ONLY = {("invites", "invitee_user_id"), ("users", "referrer_user_id")}
+# columns saying whose row it is: rows matching them belong to the person (deleted / exported)
+OWNER_ACCOUNT = ("user_id", "inviter_user_id")
+OWNER_PERSON = ("person_id", "inviter_person_id", "sharer_person_id")
+# columns pointing at the person from SOMEONE ELSE's row (who referred / invited / was brought in): nulled
+REF_ACCOUNT = ("referrer_user_id", "invitee_user_id")
+REF_PERSON = ("referrer_person_id", "invitee_person_id", "new_person_id")
 MAX_HOPS = 50
 
 LOG_DDL = """
@@ -135,13 +137,15 @@ def _erase_one(con, user_id: str) -> dict[str, int]:
             if n:
                 removed[key] = removed.get(key, 0) + n
 
-        # raw layer: rows of the accounts; references from other accounts' rows are nulled
-        for schema, table, column in _tables_with(con, ACCOUNT_COLUMNS + ("invitee_user_id",), raw=True):
+        # references from other people's rows are nulled first, then the person's own rows deleted
+        for raw in (True, False):
+            for schema, table, column in _tables_with(con, REF_ACCOUNT + REF_PERSON, raw=raw):
+                ids = accounts if column in REF_ACCOUNT else persons
+                if ids:
+                    con.execute(f'update "{schema}"."{table}" set "{column}" = null '
+                                f'where "{column}" in (select unnest(?::varchar[]))', [ids])
+        for schema, table, column in _tables_with(con, OWNER_ACCOUNT, raw=True):
             if table == "erasure_requests":
-                continue
-            if (table, column) in NULL_ONLY:
-                con.execute(f'update raw."{table}" set "{column}" = null '
-                            f'where "{column}" in (select unnest(?::varchar[]))', [accounts])
                 continue
             n = con.execute(f'delete from raw."{table}" where "{column}" in (select unnest(?::varchar[]))',
                             [accounts]).fetchone()[0]
@@ -153,12 +157,11 @@ def _erase_one(con, user_id: str) -> dict[str, int]:
                 where coalesce(json_extract_string(original_row, '$.user_id'),
                                json_extract_string(original_row, '$.inviter_user_id'))
                       in (select unnest(?::varchar[]))
-                   or json_extract_string(original_row, '$.invitee_user_id') in (select unnest(?::varchar[]))
-            """, [accounts, accounts]).fetchone()[0]
+            """, [accounts]).fetchone()[0]
             count("raw.quarantine", n)
         # every other schema: rows naming the accounts or their persons
-        for schema, table, column in _tables_with(con, ACCOUNT_COLUMNS + PERSON_COLUMNS, raw=False):
-            ids = accounts if column in ACCOUNT_COLUMNS else persons
+        for schema, table, column in _tables_with(con, OWNER_ACCOUNT + OWNER_PERSON, raw=False):
+            ids = accounts if column in OWNER_ACCOUNT else persons
             if not ids:
                 continue
             n = con.execute(f'delete from "{schema}"."{table}" where "{column}" in (select unnest(?::varchar[]))',
@@ -178,10 +181,10 @@ def access_export(warehouse: Path, user_id: str, out: Path) -> dict:
         accounts = [user_id]
         persons = _person_ids(con, accounts)
         doc: dict[str, list[dict]] = {}
-        for schema, table, column in _tables_with(con, ACCOUNT_COLUMNS + ("invitee_user_id",), raw=True):
+        for schema, table, column in _tables_with(con, OWNER_ACCOUNT, raw=True):
             _collect(con, doc, schema, table, column, accounts)
-        for schema, table, column in _tables_with(con, ACCOUNT_COLUMNS + PERSON_COLUMNS, raw=False):
-            _collect(con, doc, schema, table, column, accounts if column in ACCOUNT_COLUMNS else persons)
+        for schema, table, column in _tables_with(con, OWNER_ACCOUNT + OWNER_PERSON, raw=False):
+            _collect(con, doc, schema, table, column, accounts if column in OWNER_ACCOUNT else persons)
     finally:
         con.close()
     if not any(doc.values()):
