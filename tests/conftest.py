@@ -18,3 +18,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def test_data_dir() -> str:
     return _SESSION_DATA
+
+
+@pytest.fixture(scope="session")
+def cdnow_sample_warehouse(tmp_path_factory):
+    """CDNOW_sample ingested and built as of 1997-09-30 through the platform path (shared by dbt and ML tests)."""
+    from datetime import date
+
+    from ulm.build import run_dbt
+    from ulm.config import cdnow_dir
+    from ulm.ingest import ingest_cdnow
+
+    wh = tmp_path_factory.mktemp("cdnow_sample") / "wh.duckdb"
+    ingest_cdnow(cdnow_dir() / "CDNOW_sample.txt", wh, progress=False)
+    run_dbt("run", date(1997, 9, 30), wh, select="+mart_clv_summary", progress=False)
+    return wh

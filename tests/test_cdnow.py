@@ -7,10 +7,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ulm.config import cdnow_dir
 from ulm.errors import UlmError
 from ulm.ingest import ingest_cdnow
 
-CDNOW = Path("/work/shared/data/cdnow")
+CDNOW = cdnow_dir()
 
 
 def _q(wh: Path, sql: str) -> list[tuple]:

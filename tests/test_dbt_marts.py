@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from ulm.build import run_dbt
-from ulm.config import param
+from ulm.config import cdnow_dir, param
 from ulm.contract import CHANNELS, PLATFORMS, TABLES, raw_ddl
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 # only data tests whose every parent is selected
 os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
 
-CDNOW_SAMPLE = Path("/work/shared/data/cdnow/CDNOW_sample.txt")
+CDNOW_SAMPLE = cdnow_dir() / "CDNOW_sample.txt"
 AS_OF = date(2025, 6, 30)
 NEXT_DAY = AS_OF + timedelta(days=1)
 START = datetime(2024, 6, 1)
@@ -241,12 +241,8 @@ def test_interventions_consent_holdout_and_history(warehouse) -> None:
     pd.testing.assert_frame_equal(first, again)
 
 
-def test_cdnow_clv_summary_reference_counts(tmp_path: Path) -> None:
-    from ulm.ingest import ingest_cdnow
-
-    wh = tmp_path / "cdnow.duckdb"
-    ingest_cdnow(CDNOW_SAMPLE, wh, progress=False)
-    run_dbt("run", date(1997, 9, 30), wh, select="+mart_clv_summary", progress=False)
+def test_cdnow_clv_summary_reference_counts(cdnow_sample_warehouse: Path) -> None:
+    wh = cdnow_sample_warehouse
     customers, repeat, t_max = _query(
         wh, "select count(*), count(*) filter (where frequency > 0), max(t_days) from marts.mart_clv_summary"
     ).iloc[0]

@@ -194,6 +194,35 @@ def bench(scale, out_md):
 
 
 @main.command()
+@click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
+@click.option("--task", "tasks", type=click.Choice(["churn", "ltv"]), multiple=True,
+              help="Train only this model (repeatable; default both).")
+@click.pass_context
+@friendly_errors
+def train(ctx, as_of, tasks):
+    """Train churn and LTV models on point-in-time snapshots, log to MLflow, register, decide promotion."""
+    from ml.train import train as run_train
+
+    results = run_train(as_of=as_of, warehouse=ctx.obj["warehouse"], tasks=tuple(tasks) or ("churn", "ltv"))
+    _print_summary(f"trained as of {as_of}", {t: getattr(r.get("decision"), "reason", r.get("decision"))
+                                              for t, r in results.items()})
+
+
+@main.command()
+@click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
+@click.option("--truth", "truth_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Generator ground truth to also evaluate churn against (synthetic data only).")
+@click.pass_context
+@friendly_errors
+def score(ctx, as_of, truth_dir):
+    """Score every person with the champion models (models:/ulm_churn@champion, models:/ulm_ltv@champion)."""
+    from ml.score import score as run_score
+
+    _print_summary(f"scored as of {as_of}", run_score(as_of=as_of, warehouse=ctx.obj["warehouse"],
+                                                      truth_dir=truth_dir))
+
+
+@main.command()
 @click.pass_context
 @friendly_errors
 def erase(ctx):

@@ -24,6 +24,16 @@ def project_root() -> Path:
     return PACKAGE_DIR.parent
 
 
+def shared_dir() -> Path:
+    """The team's shared folder (SPEC, seeds, CDNOW data) next to the checkout; ``ULM_SHARED_DIR`` overrides."""
+    env = os.environ.get("ULM_SHARED_DIR")
+    return Path(env).resolve() if env else project_root().parent / "shared"
+
+
+def cdnow_dir() -> Path:
+    return shared_dir() / "data" / "cdnow"
+
+
 def dbt_project_dir() -> Path:
     return project_root() / "dbt_project"
 

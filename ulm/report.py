@@ -63,8 +63,8 @@ def print_summary(warehouse: Path, as_of: date, result: dict | None = None, seco
             console.print("lifecycle stages: " + ", ".join(f"{s} {n:,}" for s, n in stages))
     finally:
         con.close()
-    console.print(f"\n[bold]warehouse[/bold]: {warehouse}  (query: duckdb -readonly {warehouse}, "
-                  f"or python -c \"import duckdb; duckdb.connect('{warehouse}', read_only=True)\")")
+    console.print(f"\n[bold]warehouse[/bold]: {warehouse}  (query it read-only: "
+                  f"duckdb.connect('{warehouse}', read_only=True))")
     for label, path in (("exports", data_dir() / "exports" / as_of.isoformat()),
                         ("data docs", data_dir() / "docs" / "gx" / "index.html"),
                         ("ground truth", data_dir() / "truth")):
