@@ -124,6 +124,11 @@ def _stages(scale: str, work: Path, ulm: list[str]) -> list[tuple[str, list[str]
             ("dbt build (one incremental day)", ulm + ["build", "--as-of", as_of], None),
             ("dbt build (full refresh)", ulm + ["build", "--as-of", as_of, "--full-refresh"], None),
         ]
+    if (project_root() / "ml" / "train.py").exists():
+        stages += [
+            ("train churn + LTV (MLflow, registry)", ulm + ["train", "--as-of", as_of], None),
+            ("score all persons", ulm + ["score", "--as-of", as_of], None),
+        ]
     return stages
 
 
