@@ -208,5 +208,32 @@ def write_report(report: dict, out_md: Path) -> None:
         thr = ", ".join(f"{k} {v:,}" for k, v in r.get("extra", {}).items())
         lines.append(f"| {r['scale']} | {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {thr} | "
                      f"{'yes' if r['ok'] else 'NO: ' + r['detail']} |")
+    lines += ["", "## Goals (from the issues) vs measured", ""] + goal_lines(report["results"])
     out_md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     log.info("benchmark report written to %s", out_md)
+
+
+def goal_lines(results: list[dict]) -> list[str]:
+    """Each stated goal with the measured value and whether it is met."""
+    by = {(r["scale"], r["stage"]): r for r in results if r["ok"]}
+    out = ["| goal | measured | met |", "|---|---|---|"]
+
+    def row(goal: str, measured: str, met: bool) -> None:
+        out.append(f"| {goal} | {measured} | {'yes' if met else '**no**'} |")
+
+    full = by.get(("10m", "dbt build (full refresh)"))
+    inc = by.get(("10m", "dbt build (one incremental day)"))
+    gen = by.get(("10m", "generate"))
+    if gen:
+        row("generate 10M events in about a minute", f"{gen['seconds']:.0f} s", gen["seconds"] <= 90)
+    if full:
+        row("full dbt build at 10M events < 120 s", f"{full['seconds']:.0f} s", full["seconds"] < 120)
+        row("full dbt build at 10M events peak memory < 6 GB", f"{full['peak_rss_mb'] / 1024:.1f} GB",
+            full["peak_rss_mb"] < 6144)
+    if full and inc:
+        share = inc["seconds"] / full["seconds"]
+        row("one incremental day < 15% of the full build", f"{share:.0%}", share < 0.15)
+    tr = by.get(("10m", "train churn + LTV (MLflow, registry)"))
+    if tr:
+        row("training both models < 5 min (10m scale: ~100k persons)", f"{tr['seconds']:.0f} s", tr["seconds"] < 300)
+    return out
