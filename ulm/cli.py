@@ -195,6 +195,60 @@ def bench(scale, out_md):
 
 @main.command()
 @click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
+@click.option("--landing", "landing_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Landing folder to ingest from (default data/landing).")
+@click.option("--train/--no-train", "train", default=None,
+              help="Force (or skip) model training; default: the weekly training schedule decides.")
+@click.option("--no-ml", is_flag=True, help="Run only ulm_daily, not ulm_ml.")
+@click.option("--wait", "wait_seconds", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for another run holding the warehouse before giving up.")
+@click.pass_context
+@friendly_errors
+def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds):
+    """Run the Airflow DAGs ulm_daily (+ ulm_ml) for one business day, in-process (`airflow dags test`).
+
+    ingest -> Gate 1 -> dbt (Cosmos) into audit schemas -> Gates 2, 3 -> publish -> exports -> scoring/training.
+    """
+    from ulm.keys import ensure_local_pii_key
+    from ulm.orchestrate import run as run_dags
+
+    ensure_local_pii_key()
+    res = run_dags(as_of, ctx.obj["warehouse"], landing_dir=landing_dir, ml=not no_ml, train=train,
+                   wait_seconds=wait_seconds)
+    _print_summary(f"ulm run {as_of}", {d: f"{r['state']} in {r.get('seconds', 0):.0f} s"
+                                        for d, r in res["dags"].items()})
+
+
+@main.command()
+@click.argument("start", callback=_parse_date)
+@click.argument("end", callback=_parse_date)
+@click.option("--landing", "landing_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--no-ml", is_flag=True, help="Run only ulm_daily.")
+@click.pass_context
+@friendly_errors
+def backfill(ctx, start, end, landing_dir, no_ml):
+    """Run the daily pipeline for every business day from START to END (inclusive), incrementally."""
+    from ulm.keys import ensure_local_pii_key
+    from ulm.orchestrate import backfill as run_backfill
+
+    ensure_local_pii_key()
+    res = run_backfill(start, end, ctx.obj["warehouse"], landing_dir=landing_dir, ml=not no_ml)
+    _print_summary(f"backfill {start}..{end}", {"days": res["days"], "seconds": res["seconds"]})
+
+
+@main.command()
+@click.option("--airflow-port", type=int, default=8080, show_default=True)
+@click.option("--mlflow-port", type=int, default=5000, show_default=True)
+@friendly_errors
+def ui(airflow_port, mlflow_port):
+    """Start the Airflow UI (standalone, small parallelism) and the MLflow UI; Ctrl-C stops both."""
+    from ulm.orchestrate import ui as run_ui
+
+    run_ui(airflow_port=airflow_port, mlflow_port=mlflow_port)
+
+
+@main.command()
+@click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
 @click.option("--task", "tasks", type=click.Choice(["churn", "ltv"]), multiple=True,
               help="Train only this model (repeatable; default both).")
 @click.pass_context

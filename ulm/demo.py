@@ -44,10 +44,11 @@ def run_demo(warehouse: Path, persons: int, days: int, seed: int, defects: float
         log.info("step 1/3: landing data already in %s (use --regenerate to rebuild it)", landing)
     as_of = last_landing_day(landing)
 
-    from ulm import pipeline
+    from ulm.orchestrate import run
 
-    log.info("step 2/3: daily pipeline as of %s", as_of)
-    result = pipeline.run_daily(as_of=as_of, warehouse=warehouse, landing=landing)
+    log.info("step 2/3: Airflow DAGs ulm_daily + ulm_ml as of %s (ingest, gates, dbt, publish, export, "
+             "train, score)", as_of)
+    result = run(as_of, warehouse, landing_dir=landing, ml=True, train=True)
     log.info("step 3/3: summary")
     from ulm.report import print_summary
 

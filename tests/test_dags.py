@@ -1,0 +1,236 @@
+"""DAG integrity: both DAGs import with no errors or warnings, have the expected tasks, wiring, pools, docs.
+
+The DAGs are parsed by a real Airflow ``DagBag`` in a child process with the project-local Airflow
+environment of ``ulm run`` (Airflow reads its configuration once per process), from the manifest that
+``ulm run`` produces with ``dbt parse``. The child reports the structure as JSON.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PARSE = r"""
+import json, sys, warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    from airflow.dag_processing.dagbag import DagBag
+    import os
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+out = {"import_errors": {k: v[-500:] for k, v in bag.import_errors.items()},
+       "warnings": [f"{w.category.__name__}: {w.message} ({w.filename})" for w in caught], "dags": {}}
+for dag_id, dag in bag.dags.items():
+    out["dags"][dag_id] = {
+        "fileloc": dag.fileloc,
+        "doc_md": bool(dag.doc_md),
+        "schedule": repr(dag.timetable),
+        "max_active_runs": dag.max_active_runs,
+        "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "pool": t.pool,
+                              "trigger_rule": str(getattr(t.trigger_rule, "value", t.trigger_rule)),
+                              "retries": t.retries, "doc_md": bool(getattr(t, "doc_md", None)),
+                              "operator": type(t).__name__,
+                              "outlets": [getattr(o, "name", str(o)) for o in (t.outlets or [])],
+                              "on_failure_callback": bool(t.on_failure_callback)}
+                  for t in dag.tasks},
+    }
+json.dump(out, sys.stdout)
+"""
+
+
+def _parse(tmp: Path, sequential: bool) -> dict:
+    from ulm.orchestrate import airflow_env
+
+    env = airflow_env(tmp / "warehouse.duckdb", ULM_SEQUENTIAL_TASKS="1" if sequential else "0")
+    proc = subprocess.run([sys.executable, "-c", PARSE], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory, monkeypatch_module) -> dict:
+    from ulm.orchestrate import airflow_env, dbt_manifest_path, ensure_manifest
+
+    tmp = tmp_path_factory.mktemp("dags")
+    monkeypatch_module.setenv("ULM_DATA_DIR", str(tmp))
+    ensure_manifest(airflow_env(tmp / "warehouse.duckdb"))
+    manifest = json.loads(dbt_manifest_path().read_text())
+    models = sorted(n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model")
+    return {"deployment": _parse(tmp, sequential=False), "sequential": _parse(tmp, sequential=True),
+            "models": models}
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_dags_import_without_errors_or_warnings(parsed: dict) -> None:
+    for mode in ("deployment", "sequential"):
+        bag = parsed[mode]
+        assert bag["import_errors"] == {}
+        assert bag["warnings"] == []
+        assert set(bag["dags"]) == {"ulm_daily", "ulm_ml"}
+        assert all(d["doc_md"] for d in bag["dags"].values())
+
+
+def _daily(parsed: dict, mode: str = "deployment") -> dict:
+    return parsed[mode]["dags"]["ulm_daily"]["tasks"]
+
+
+def test_daily_pipeline_order(parsed: dict) -> None:
+    tasks = _daily(parsed)
+    producer = "dbt_audit.dbt_producer_watcher"
+    assert tasks["gate_landing"]["upstream"] == ["ingest"]
+    assert tasks[producer]["upstream"] == ["gate_landing"]
+    assert "dbt_audit.dbt_producer_watcher_done" in tasks["gate_staging"]["upstream"]
+    assert tasks["gate_marts"]["upstream"] == ["gate_staging"]
+    assert tasks["publish"]["upstream"] == ["gate_marts"]
+    assert tasks["export_audiences"]["upstream"] == ["publish"]
+    assert tasks["export_audiences"]["outlets"] == ["ulm_published_marts"]
+    # every dbt task is upstream of Gate 2 (through the group's leaves): nothing is published before dbt ends
+    assert _ancestors(tasks, "gate_staging") >= {t for t in tasks if t.startswith("dbt_audit.")}
+    assert parsed["deployment"]["dags"]["ulm_daily"]["max_active_runs"] == 1
+
+
+def test_every_dbt_model_is_a_task(parsed: dict) -> None:
+    tasks = _daily(parsed)
+    for model in parsed["models"]:
+        assert f"dbt_audit.{model}.run" in tasks or f"dbt_audit.{model}_run" in tasks, model
+
+
+def test_single_duckdb_writer(parsed: dict) -> None:
+    """Every task that writes DuckDB takes the 1-slot pool; the watcher sensors only read XCom."""
+    tasks = _daily(parsed)
+    writers = ["ingest", "gate_landing", "dbt_audit.dbt_producer_watcher", "gate_staging", "gate_marts",
+               "publish", "export_audiences"]
+    assert all(tasks[t]["pool"] == "ulm_duckdb" for t in writers)
+    sensors = [t for t, v in tasks.items() if v["operator"].endswith(("WatcherOperator", "WatcherSensor"))
+               and v["operator"] != "DbtProducerWatcherOperator"]
+    assert sensors and all(tasks[t]["pool"] != "ulm_duckdb" and tasks[t]["retries"] == 0 for t in sensors)
+    assert tasks["dbt_audit.dbt_producer_watcher"]["retries"] == 0
+    ml = parsed["deployment"]["dags"]["ulm_ml"]["tasks"]
+    assert ml["train"]["pool"] == ml["score"]["pool"] == "ulm_duckdb"
+
+
+def test_retries_docs_and_failure_callbacks(parsed: dict) -> None:
+    tasks = _daily(parsed)
+    for name in ("ingest", "publish", "export_audiences"):
+        assert 1 <= tasks[name]["retries"] <= 3
+    for name in ("gate_landing", "gate_staging", "gate_marts"):
+        assert tasks[name]["retries"] == 0  # a failed gate is deterministic: retrying would not help
+    own = [t for t in tasks if not t.startswith("dbt_audit.")]
+    assert all(tasks[t]["doc_md"] and tasks[t]["on_failure_callback"] for t in own)
+
+
+def test_ml_dag_is_asset_and_time_scheduled(parsed: dict) -> None:
+    ml = parsed["deployment"]["dags"]["ulm_ml"]
+    assert "AssetOrTimeSchedule" in ml["schedule"] and "ulm_published_marts" in ml["schedule"]
+    assert ml["tasks"]["score"]["upstream"] == ["train"]
+    assert ml["tasks"]["score"]["trigger_rule"] == "none_failed"  # scores also when training is skipped
+
+
+def test_sequential_mode_runs_the_producer_before_any_sensor(parsed: dict) -> None:
+    tasks = _daily(parsed, "sequential")
+    producer = "dbt_audit.dbt_producer_watcher"
+    dbt = [t for t in tasks if t.startswith("dbt_audit.") and t != producer]
+    assert all(producer in _ancestors(tasks, t) for t in dbt)
+    # they read the producer's results even when the build failed, but never wait for a producer that
+    # did not run (a failed Gate 1 leaves it upstream_failed)
+    roots = [t for t in dbt if producer in tasks[t]["upstream"] and not t.endswith("_done")]
+    assert roots and all(tasks[t]["trigger_rule"] == "all_done_min_one_success" for t in roots)
+
+
+@pytest.mark.parametrize("mode", ["deployment", "sequential"])
+def test_no_cycles(parsed: dict, mode: str) -> None:
+    for dag in parsed[mode]["dags"].values():
+        tasks = dag["tasks"]
+        indegree = {t: len(v["upstream"]) for t, v in tasks.items()}
+        downstream: dict[str, list[str]] = {t: [] for t in tasks}
+        for t, v in tasks.items():
+            for u in v["upstream"]:
+                downstream[u].append(t)
+        ready, seen = [t for t, n in indegree.items() if n == 0], 0
+        while ready:
+            t = ready.pop()
+            seen += 1
+            for d in downstream[t]:
+                indegree[d] -= 1
+                if indegree[d] == 0:
+                    ready.append(d)
+        assert seen == len(tasks)
+
+
+def _ancestors(tasks: dict, task_id: str) -> set[str]:
+    out, stack = set(), list(tasks[task_id]["upstream"])
+    while stack:
+        t = stack.pop()
+        if t not in out:
+            out.add(t)
+            stack.extend(tasks[t]["upstream"])
+    return out
+
+
+# ---------------------------------------------------------------------------------- docker-compose.yml
+
+ROOT = Path(__file__).resolve().parents[1]
+LONG_RUNNING = ("postgres", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+                "mlflow")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_services_and_healthchecks(compose: dict) -> None:
+    services = compose["services"]
+    assert set(LONG_RUNNING) | {"airflow-init"} <= set(services)
+    for name in LONG_RUNNING:
+        check = services[name]["healthcheck"]["test"]
+        assert check and check[0] in ("CMD", "CMD-SHELL"), name
+    for name, svc in services.items():  # every dependency names a service, with a meaningful condition
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, (name, dep)
+            assert cond["condition"] in ("service_healthy", "service_completed_successfully"), (name, dep)
+    assert services["airflow-apiserver"]["ports"] == ["8080:8080"] and services["mlflow"]["ports"] == ["5000:5000"]
+
+
+def test_compose_environment_matches_the_code(compose: dict) -> None:
+    from ulm.orchestrate import POOL
+
+    services = compose["services"]
+    airflow = [s for n, s in services.items() if n.startswith("airflow-")]
+    env = airflow[0]["environment"]
+    assert all(s["environment"] == env for s in airflow)  # one shared definition
+    assert env["AIRFLOW__CORE__EXECUTOR"].endswith("LocalExecutor}")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
+    assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False" and env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in airflow[0]["volumes"]}
+    assert mounts[env["AIRFLOW__CORE__DAGS_FOLDER"]] == "./dags"
+    assert mounts[env["ULM_HOME"] + "/dbt_project"] == "./dbt_project"
+    data = env["ULM_DATA_DIR"]
+    assert mounts[data] == "ulm-data" and "ulm-data" in compose["volumes"]
+    for key in ("ULM_WAREHOUSE", "ULM_LANDING_DIR", "AIRFLOW__COSMOS__CACHE_DIR"):
+        assert env[key].startswith(data + "/"), key  # on the shared volume
+    # variables the DAGs and ulm.orchestrate read are all set
+    for key in ("ULM_PII_KEY", "ULM_DAG_START_DATE", "ULM_DAG_CATCHUP", "MLFLOW_TRACKING_URI"):
+        assert key in env
+    code = (ROOT / "dags" / "ulm_common.py").read_text() + (ROOT / "ulm" / "config.py").read_text()
+    for key in ("ULM_DAG_START_DATE", "ULM_DAG_CATCHUP", "ULM_WAREHOUSE", "ULM_DATA_DIR"):
+        assert key in code
+    # the single-writer pool the DAGs use is created by airflow-init; dbt gets the PII key as its secret
+    assert f"pools set {POOL} 1" in " ".join(services["airflow-init"]["command"])
+    entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
+    assert 'DBT_ENV_SECRET_ULM_PII_KEY="${ULM_PII_KEY}"' in entrypoint and "dbt parse" in entrypoint
+    # MLflow uses the second database of the shared Postgres, created by the init script
+    assert "/mlflow" in " ".join(services["mlflow"]["command"])
+    assert "CREATE DATABASE mlflow" in (ROOT / "docker" / "postgres-init.sql").read_text()
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert "uv sync --frozen" in dockerfile and "docker/entrypoint.sh" in dockerfile
