@@ -43,3 +43,15 @@ def test_bad_date_is_rejected_with_reason():
     result = CliRunner().invoke(main, ["build", "--as-of", "2025-13-01"])
     assert result.exit_code == 2
     assert "not a date in YYYY-MM-DD form" in result.output
+
+
+def test_writers_refuse_while_a_run_holds_the_lock(tmp_path):
+    from ulm.orchestrate import run_lock
+
+    (tmp_path / "landing" / "users").mkdir(parents=True)
+    with run_lock("test holder"):
+        proc = subprocess.run([sys.executable, "-m", "ulm.cli", "--warehouse", str(tmp_path / "w.duckdb"), "ingest",
+                               str(tmp_path / "landing")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "another ULM run is writing the warehouse" in proc.stderr and "test holder" in proc.stderr
+    assert not (tmp_path / "w.duckdb").exists()

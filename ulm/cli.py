@@ -61,6 +61,13 @@ def friendly_errors(fn):
     return wrapper
 
 
+def _writer(what: str):
+    """Hold the run lock while a command writes the warehouse (a concurrent `ulm run` gets a clear message)."""
+    from ulm.orchestrate import run_lock
+
+    return run_lock(what)
+
+
 def _parse_date(ctx, param, value):
     if value is None or isinstance(value, date):
         return value
@@ -140,10 +147,11 @@ def ingest(ctx, landing_dir, cdnow_file, until):
     from ulm.ingest import ingest_cdnow, ingest_dir
 
     wh = ctx.obj["warehouse"]
-    if cdnow_file:
-        summary = ingest_cdnow(cdnow_file, wh, progress=True)
-    else:
-        summary = ingest_dir(landing_dir, wh, until=until, progress=True)
+    with _writer("ulm ingest"):
+        if cdnow_file:
+            summary = ingest_cdnow(cdnow_file, wh, progress=True)
+        else:
+            summary = ingest_dir(landing_dir, wh, until=until, progress=True)
     _print_summary(f"ingested into {wh}", summary)
 
 
@@ -159,7 +167,8 @@ def build(ctx, as_of, full_refresh, select):
     from ulm.keys import ensure_local_pii_key
 
     ensure_local_pii_key()
-    summary = run_build(as_of=as_of, warehouse=ctx.obj["warehouse"], full_refresh=full_refresh, select=select)
+    with _writer(f"ulm build --as-of {as_of}"):
+        summary = run_build(as_of=as_of, warehouse=ctx.obj["warehouse"], full_refresh=full_refresh, select=select)
     _print_summary(f"built marts as of {as_of}", summary)
 
 
@@ -257,7 +266,8 @@ def train(ctx, as_of, tasks):
     """Train churn and LTV models on point-in-time snapshots, log to MLflow, register, decide promotion."""
     from ml.train import train as run_train
 
-    results = run_train(as_of=as_of, warehouse=ctx.obj["warehouse"], tasks=tuple(tasks) or ("churn", "ltv"))
+    with _writer(f"ulm train --as-of {as_of}"):
+        results = run_train(as_of=as_of, warehouse=ctx.obj["warehouse"], tasks=tuple(tasks) or ("churn", "ltv"))
     _print_summary(f"trained as of {as_of}", {t: getattr(r.get("decision"), "reason", r.get("decision"))
                                               for t, r in results.items()})
 
@@ -272,8 +282,9 @@ def score(ctx, as_of, truth_dir):
     """Score every person with the champion models (models:/ulm_churn@champion, models:/ulm_ltv@champion)."""
     from ml.score import score as run_score
 
-    _print_summary(f"scored as of {as_of}", run_score(as_of=as_of, warehouse=ctx.obj["warehouse"],
-                                                      truth_dir=truth_dir))
+    with _writer(f"ulm score --as-of {as_of}"):
+        res = run_score(as_of=as_of, warehouse=ctx.obj["warehouse"], truth_dir=truth_dir)
+    _print_summary(f"scored as of {as_of}", res)
 
 
 @main.command()
@@ -287,7 +298,9 @@ def erase(ctx):
     """
     from ulm.erasure import erase as run_erase
 
-    _print_summary("erasure", run_erase(ctx.obj["warehouse"]))
+    with _writer("ulm erase"):
+        res = run_erase(ctx.obj["warehouse"])
+    _print_summary("erasure", res)
 
 
 @main.command()
