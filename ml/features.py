@@ -14,6 +14,8 @@ Output: table ``ml.feature_snapshots`` (rebuilt for all month-end cutoffs; label
 """
 from __future__ import annotations
 
+import os
+
 import logging
 import time
 from datetime import date
@@ -23,11 +25,39 @@ import duckdb
 import pandas as pd
 
 from ulm.config import param
+from ulm.errors import UlmError
 from ulm.contract import EVENT_TYPES
 
 log = logging.getLogger("ml.features")
 
+# The intermediate schema read: `audit_intermediate` (what `ulm run` builds and the published marts come from) or
+# `intermediate` (a plain `ulm build`), whichever holds the newer activity; ULM_ML_SOURCE_SCHEMA forces one.
+SOURCE_SCHEMAS = ("audit_intermediate", "intermediate")
 SRC = "intermediate"
+
+
+def source_schema(con: duckdb.DuckDBPyConnection) -> str:
+    forced = os.environ.get("ULM_ML_SOURCE_SCHEMA")
+    if forced:
+        return forced
+    best: tuple | None = None
+    for schema in SOURCE_SCHEMAS:
+        try:
+            newest = con.execute(f"select max(activity_date) from {schema}.int_person_daily_activity").fetchone()[0]
+        except duckdb.Error:
+            continue
+        if newest is not None and (best is None or newest > best[0]):
+            best = (newest, schema)
+    if best is None:
+        raise UlmError("no int_person_daily_activity in schema intermediate or audit_intermediate: "
+                       "run `ulm build` or `ulm run` first")
+    return best[1]
+
+
+def _use_source(con: duckdb.DuckDBPyConnection) -> None:
+    """Point the SQL builders of this module at the current intermediate schema."""
+    global SRC
+    SRC = source_schema(con)
 FEATURE_WINDOWS = (7, 30, 90, 365)  # SPEC §9: active / purchase days in 7/30/90/365 days
 MONEY_WINDOWS = (30, 90, 365)  # SPEC §9: net revenue and AOV in 30/90/365 days
 EVENT_WINDOW = 30  # SPEC §9: counts by event type in 30 days
@@ -51,6 +81,7 @@ def label_columns() -> list[str]:
 
 def _event_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
     """``n_<event_type>`` columns that int_person_daily_activity provides (contract order)."""
+    _use_source(con)
     have = {r[0] for r in con.execute(
         "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
         [SRC, "int_person_daily_activity"]).fetchall()}
@@ -189,6 +220,7 @@ left join friends using (person_id)
 
 def month_end_cutoffs(con: duckdb.DuckDBPyConnection, as_of: date) -> list[date]:
     """Month ends after the first activity day, up to ``as_of``."""
+    _use_source(con)
     first = con.execute(f"select min(activity_date) from {SRC}.int_person_daily_activity where is_active_day").fetchone()[0]
     if first is None:
         return []
@@ -198,6 +230,7 @@ def month_end_cutoffs(con: duckdb.DuckDBPyConnection, as_of: date) -> list[date]
 
 def snapshot(con: duckdb.DuckDBPyConnection, cutoff: date, as_of: date | None = None) -> pd.DataFrame:
     """Features (and labels when ``as_of`` is given) for one cutoff, as a DataFrame."""
+    _use_source(con)
     sql = snapshot_sql(_event_columns(con), with_labels=as_of is not None)
     params = {"cutoff": cutoff} if as_of is None else {"cutoff": cutoff, "as_of": as_of}
     return con.execute(f"select * from ({sql}) order by person_id", params).df()
@@ -225,6 +258,7 @@ def build_snapshots(warehouse: Path, as_of: date, cutoffs: list[date] | None = N
 
 def clv_summary(con: duckdb.DuckDBPyConnection, cutoff: date) -> pd.DataFrame:
     """``mart_clv_summary`` columns as of ``cutoff`` (same definitions), for point-in-time BG/NBD evaluation."""
+    _use_source(con)
     return con.execute(f"""
         with d as (
             select person_id, activity_date, net_revenue,

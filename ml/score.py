@@ -74,9 +74,9 @@ def evaluate_against_truth(warehouse: Path, as_of: date, truth_dir: Path) -> dic
     if not (accounts.exists() and persons.exists()):
         return {}
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        df = con.execute("""
+        df = con.execute(f"""
             with m as (select i.person_id, arg_min(a.true_person_id, i.user_id) as true_person_id
-                       from intermediate.int_identity as i join read_parquet(?) as a using (user_id)
+                       from {features.source_schema(con)}.int_identity as i join read_parquet(?) as a using (user_id)
                        group by i.person_id)
             select s.churn_probability, coalesce(t.churn_date <= s.score_date, false) as truly_churned
             from ml.scores as s join m using (person_id) join read_parquet(?) as t using (true_person_id)
