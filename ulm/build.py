@@ -16,10 +16,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
 
 from ulm.config import dbt_project_dir
-from ulm.contract import TABLES, raw_ddl
 from ulm.errors import UlmError
 
 SECRET_ENV = "DBT_ENV_SECRET_ULM_PII_KEY"
@@ -35,11 +33,13 @@ def _pii_key() -> str:
 
 def ensure_raw_layer(warehouse: Path) -> None:
     """Create the `raw` schema and any missing raw table (empty) so every dbt source resolves."""
-    warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(warehouse)) as con:
-        con.execute("create schema if not exists raw")
-        for table in TABLES:
-            con.execute(raw_ddl(table))
+    from ulm.ingest.warehouse import ensure_raw_schema, open_warehouse
+
+    con = open_warehouse(warehouse)
+    try:
+        ensure_raw_schema(con)
+    finally:
+        con.close()
 
 
 def dbt_dirs(warehouse: Path) -> tuple[Path, Path]:

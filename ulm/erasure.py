@@ -46,11 +46,9 @@ create table if not exists audit.erasure_log (
 def _connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
     if not Path(warehouse).exists():
         raise UlmError(f"warehouse {warehouse} does not exist; run `ulm ingest` first")
-    try:
-        return duckdb.connect(str(warehouse))
-    except duckdb.IOException as exc:
-        raise UlmError(f"warehouse {warehouse} is in use by another process; wait for it to finish ({exc})") \
-            from None
+    from ulm.ingest.warehouse import open_warehouse
+
+    return open_warehouse(Path(warehouse))
 
 
 def _linked_accounts(con, user_id: str) -> list[str]:
