@@ -37,6 +37,21 @@ def warehouse() -> Path:
     return warehouse_path()
 
 
+def warm_up_gate_imports() -> None:
+    """Under ``ulm run`` every task runs in one process, one after the other (``dag.test``). Importing Great
+    Expectations costs ~10-20 s (scipy, sqlalchemy); started in a background thread by the first task, it overlaps
+    ingest and the dbt build (a subprocess) instead of delaying the first gate. With a real executor each task is its
+    own process, so nothing is started there.
+    """
+    if os.environ.get("ULM_SEQUENTIAL_TASKS") != "1" or "great_expectations" in sys.modules:
+        return
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("great_expectations",), name="gx-import-warm-up",
+                     daemon=True).start()
+
+
 def as_of_from_context(context: dict[str, Any]) -> date:
     """The run's as-of business day: param ``as_of`` if given, else the logical date in business time.
 

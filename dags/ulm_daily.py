@@ -39,6 +39,7 @@ from ulm_common import (  # noqa: E402
     run_id_of,
     user_errors_fail_fast,
     warehouse,
+    warm_up_gate_imports,
 )
 
 from ulm.config import data_dir, dbt_project_dir  # noqa: E402
@@ -76,6 +77,8 @@ def _dbt_task_group():
         # the manifest from `dbt parse` (ulm run / the image entrypoint refresh it); dbt ls only as fallback
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST if manifest.exists() else LoadMode.DBT_LS,
                                    test_behavior=TestBehavior.AFTER_EACH, emit_datasets=False,
+                                   # dbt unit tests test SQL logic on fixtures: CI runs them, daily runs do not
+                                   exclude=["resource_type:unit_test"],
                                    # LOCAL: a relationships test must wait for both of its models
                                    should_detach_multiple_parents_tests=not watcher),
         operator_args={
@@ -131,6 +134,7 @@ with DAG(
         from ulm.errors import ContractError
         from ulm.ingest import ingest_dir
 
+        warm_up_gate_imports()
         as_of = as_of_from_context(context)
         since = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
         out = {"as_of": as_of.isoformat(), "since": since.isoformat(), "contract_error": None}

@@ -93,23 +93,40 @@ def _map_point(model, data: pd.DataFrame, names: tuple[str, ...]) -> dict[str, f
     return {k: float(np.asarray(model.fit_result[k]).ravel()[0]) for k in names}
 
 
+def repeat_buyers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Gamma-Gamma input: repeat buyers with positive spend (rows of ``to_model_frame``)."""
+    return frame[(frame["frequency"] > 0) & (frame["monetary_value"] > 0)]
+
+
+def fit_bgnbd(frame: pd.DataFrame) -> dict[str, float]:
+    """BG/NBD MAP fit (flat priors) on ``to_model_frame`` rows -> r, alpha, a, b."""
+    from pymc_extras.prior import Prior
+    from pymc_marketing.clv import BetaGeoModel
+
+    flat = {k: Prior("HalfFlat") for k in ("r", "alpha", "a", "b")}
+    return _map_point(BetaGeoModel(model_config=flat), frame[["customer_id", "frequency", "recency", "T"]],
+                      ("r", "alpha", "a", "b"))
+
+
+def fit_gamma_gamma(repeat: pd.DataFrame) -> dict[str, float]:
+    """Gamma-Gamma MAP fit on repeat buyers (``repeat_buyers``) -> p, q, v."""
+    from pymc_marketing.clv import GammaGammaModel
+
+    return _map_point(GammaGammaModel(), repeat[["customer_id", "frequency", "monetary_value"]], ("p", "q", "v"))
+
+
 def fit_clv(summary: pd.DataFrame, time_unit_days: float = 7) -> ClvParams:
     """Fit BG/NBD on all persons and Gamma-Gamma on repeat buyers with positive spend (MAP, flat priors)."""
-    from pymc_extras.prior import Prior
-    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
-
     frame = to_model_frame(summary, time_unit_days)
-    repeat = frame[(frame["frequency"] > 0) & (frame["monetary_value"] > 0)]
+    repeat = repeat_buyers(frame)
     if len(frame) < 10 or len(repeat) < 10:
         raise UlmError(
             f"mart_clv_summary: column frequency breaks rule 'at least 10 persons and 10 repeat buyers' "
             f"({len(frame)} persons, {len(repeat)} repeat buyers)"
         )
     start = time.perf_counter()
-    flat = {k: Prior("HalfFlat") for k in ("r", "alpha", "a", "b")}
-    bg = _map_point(BetaGeoModel(model_config=flat), frame[["customer_id", "frequency", "recency", "T"]],
-                    ("r", "alpha", "a", "b"))
-    gg = _map_point(GammaGammaModel(), repeat[["customer_id", "frequency", "monetary_value"]], ("p", "q", "v"))
+    bg = fit_bgnbd(frame)
+    gg = fit_gamma_gamma(repeat)
     seconds = time.perf_counter() - start
     log.info("CLV fit on %d persons (%d repeat buyers) in %.1fs", len(frame), len(repeat), seconds)
     return ClvParams(**bg, **gg, time_unit_days=float(time_unit_days), n_persons=len(frame),

@@ -30,6 +30,10 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 # OpenMP busy-waits badly when the cores are shared (Airflow workers, dbt): one thread is the robust default.
 LGBM_THREADS = int(os.environ.get("ULM_ML_THREADS", "1"))
+# Batch prediction is one long parallel region (no repeated spin-waits), and results do not depend on the thread
+# count: large frames use every core unless ULM_ML_PREDICT_THREADS says otherwise.
+PREDICT_THREADS = int(os.environ.get("ULM_ML_PREDICT_THREADS", str(os.cpu_count() or 1)))
+PARALLEL_PREDICT_ROWS = 50_000
 
 
 def prepare(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
@@ -87,7 +91,8 @@ class UlmModel(mlflow.pyfunc.PythonModel):
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
         x = prepare(frame, self.features)
         if self.kind == "lgbm":
-            return np.asarray(self.estimator.predict(x, num_threads=LGBM_THREADS), dtype="float64")
+            threads = PREDICT_THREADS if len(x) >= PARALLEL_PREDICT_ROWS else LGBM_THREADS
+            return np.asarray(self.estimator.predict(x, num_threads=threads), dtype="float64")
         cats = [c for c in self.features if c in CATEGORIES]
         x[cats] = x[cats].astype("object").fillna("missing")
         return self.estimator.predict_proba(x)[:, 1]

@@ -22,7 +22,10 @@ def built(tmp_path_factory):
     generate(base / "landing", persons=1200, days=60, seed=17, truth_dir=base / "truth", progress=False)
     wh = base / "wh.duckdb"
     ingest_dir(base / "landing", wh, progress=False)
-    build(as_of=AS_OF, warehouse=wh, progress=False)
+    # the full build with every dbt unit test (daily builds skip them; CI must not)
+    summary = build(as_of=AS_OF, warehouse=wh, progress=False, unit_tests=True)
+    unit = [r for r in summary["nodes"] if r["resource_type"].endswith("unit_test")]
+    assert len(unit) >= 16 and all(r["status"] == "pass" for r in unit)
     return base, wh
 
 

@@ -1,6 +1,6 @@
 """Build the warehouse: `dbt build` (models + tests + unit tests) as of a business date.
 
-Runs dbt in-process through ``dbtRunner`` with ``--vars {as_of, schema_prefix}``. The dbt target and logs go next to
+Runs dbt in-process through ``dbtRunner`` with env ``ULM_AS_OF`` and ``--vars {schema_prefix}``. The dbt target and logs go next to
 the warehouse file (``<warehouse stem>_dbt/``), so the repository stays clean. The PII key is read from
 ``ULM_PII_KEY`` and handed to dbt as ``DBT_ENV_SECRET_ULM_PII_KEY``: dbt scrubs ``DBT_ENV_SECRET_*`` values from
 its logs, and the ``ulm.privacy`` plugin reads it to register the HMAC UDF.
@@ -49,10 +49,11 @@ def dbt_dirs(warehouse: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def _dbt_env(warehouse: Path, key: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("ULM_WAREHOUSE", SECRET_ENV)}
+def _dbt_env(warehouse: Path, key: str, as_of: date) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("ULM_WAREHOUSE", SECRET_ENV, "ULM_AS_OF")}
     os.environ["ULM_WAREHOUSE"] = str(warehouse)
     os.environ[SECRET_ENV] = key
+    os.environ["ULM_AS_OF"] = as_of.isoformat()
     try:
         yield
     finally:
@@ -64,8 +65,12 @@ def _dbt_env(warehouse: Path, key: str) -> Iterator[None]:
 
 
 def dbt_args(command: str, as_of: date, warehouse: Path, full_refresh: bool = False, select: str | None = None,
-             schema_prefix: str = "", progress: bool = True) -> list[str]:
-    """Command-line arguments for one dbt invocation on this project and warehouse."""
+             schema_prefix: str = "", progress: bool = True, unit_tests: bool = False) -> list[str]:
+    """Command-line arguments for one dbt invocation on this project and warehouse.
+
+    A production `build` skips dbt unit tests (they test SQL logic on fixed fixtures, not the data, and belong in CI:
+    `dbt test` and the pytest suite run them); ``unit_tests=True`` includes them.
+    """
     target, logs = dbt_dirs(warehouse)
     project = dbt_project_dir()
     args = [
@@ -74,7 +79,8 @@ def dbt_args(command: str, as_of: date, warehouse: Path, full_refresh: bool = Fa
         "--profiles-dir", str(project),
         "--target-path", str(target),
         "--log-path", str(logs),
-        "--vars", json.dumps({"as_of": as_of.isoformat(), "schema_prefix": schema_prefix}),
+        # as_of travels as env ULM_AS_OF (see _dbt_env): a --vars change would force a full re-parse every day
+        "--vars", json.dumps({"schema_prefix": schema_prefix}),
         "--no-use-colors",
     ]
     if full_refresh:
@@ -82,6 +88,8 @@ def dbt_args(command: str, as_of: date, warehouse: Path, full_refresh: bool = Fa
     if select:
         # only data tests whose every parent is selected (a partial build must not test unbuilt models)
         args += ["--select", select, "--indirect-selection", "cautious"]
+    if command == "build" and not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     if not progress:
         args.append("--quiet")
     return args
@@ -128,22 +136,35 @@ def _failure_summary(rows: list[dict[str, Any]], command: str = "build") -> str:
 
 
 def build(as_of: date, warehouse: Path, full_refresh: bool = False, select: str | None = None,
-          schema_prefix: str = "", progress: bool = True) -> dict[str, Any]:
+          schema_prefix: str = "", progress: bool = True, unit_tests: bool = False) -> dict[str, Any]:
     """Run `dbt build` as of `as_of` on `warehouse`; return timings per node. UlmError on any failure."""
-    return run_dbt("build", as_of, warehouse, full_refresh, select, schema_prefix, progress)
+    return run_dbt("build", as_of, warehouse, full_refresh, select, schema_prefix, progress, unit_tests)
+
+
+def summary_lines(summary: dict[str, Any], slowest: int = 5) -> list[str]:
+    """A few human lines about a finished dbt invocation: node counts by type and the slowest models."""
+    counts: dict[str, int] = {}
+    for r in summary.get("nodes", []):
+        kind = r["resource_type"].split(".")[-1].lower()
+        counts[kind] = counts.get(kind, 0) + 1
+    lines = [f"{summary.get('elapsed_s', 0):.1f} s, " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
+    top = sorted(summary.get("model_timings", {}).items(), key=lambda kv: -kv[1])[:slowest]
+    if top:
+        lines.append("slowest models: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in top))
+    return lines
 
 
 def run_dbt(command: str, as_of: date, warehouse: Path, full_refresh: bool = False, select: str | None = None,
-            schema_prefix: str = "", progress: bool = True) -> dict[str, Any]:
+            schema_prefix: str = "", progress: bool = True, unit_tests: bool = False) -> dict[str, Any]:
     """Run one dbt command (`build`, `run`, `test`) on this project and warehouse; see :func:`build`."""
     from dbt.cli.main import dbtRunner
 
     key = _pii_key()
     warehouse = Path(warehouse).resolve()
     ensure_raw_layer(warehouse)
-    args = dbt_args(command, as_of, warehouse, full_refresh, select, schema_prefix, progress)
+    args = dbt_args(command, as_of, warehouse, full_refresh, select, schema_prefix, progress, unit_tests)
     started = time.perf_counter()
-    with _dbt_env(warehouse, key):
+    with _dbt_env(warehouse, key, as_of):
         try:
             res = dbtRunner().invoke(args)
         finally:

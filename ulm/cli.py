@@ -159,17 +159,23 @@ def ingest(ctx, landing_dir, cdnow_file, until):
 @click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 @click.option("--select", default=None, help="dbt selection (default: everything).")
+@click.option("--unit-tests", is_flag=True, help="Also run the dbt unit tests (CI runs them; daily builds skip them).")
 @click.pass_context
 @friendly_errors
-def build(ctx, as_of, full_refresh, select):
+def build(ctx, as_of, full_refresh, select, unit_tests):
     """Run `dbt build` (models + tests) for the marts as of a business date."""
     from ulm.build import build as run_build
     from ulm.keys import ensure_local_pii_key
 
     ensure_local_pii_key()
     with _writer(f"ulm build --as-of {as_of}"):
-        summary = run_build(as_of=as_of, warehouse=ctx.obj["warehouse"], full_refresh=full_refresh, select=select)
-    _print_summary(f"built marts as of {as_of}", summary)
+        summary = run_build(as_of=as_of, warehouse=ctx.obj["warehouse"], full_refresh=full_refresh, select=select,
+                            unit_tests=unit_tests)
+    from ulm.build import summary_lines
+
+    click.echo(f"built marts as of {as_of} in {summary['warehouse']}")
+    for line in summary_lines(summary):
+        click.echo("  " + line)
 
 
 @main.command()
@@ -190,8 +196,9 @@ def demo(ctx, persons, days, seed, defects, regenerate):
 
 
 @main.command()
-@click.option("--scale", type=click.Choice(["small", "10m", "all"]), default="all", show_default=True,
-              help="small = ~20k persons; 10m = ~10M events.")
+@click.option("--scale", type=click.Choice(["tiny", "small", "10m", "ml", "all"]), default="all", show_default=True,
+              help="tiny = 300 persons (fixed cost of a dbt build), small = ~20k persons, 10m = ~10M events (each: generate -> ingest -> dbt -> Airflow DAG -> "
+                   "train -> score); ml = train on 200k and score 1M synthetic persons, BG/NBD fit time vs persons.")
 @click.option("--out", "out_md", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown report (default docs/BENCHMARKS.md; JSON next to it).")
 @friendly_errors
@@ -211,9 +218,11 @@ def bench(scale, out_md):
 @click.option("--no-ml", is_flag=True, help="Run only ulm_daily, not ulm_ml.")
 @click.option("--wait", "wait_seconds", type=float, default=0.0, show_default=True,
               help="Seconds to wait for another run holding the warehouse before giving up.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the run result (states and seconds per task) as JSON to this file.")
 @click.pass_context
 @friendly_errors
-def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds):
+def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds, report_file):
     """Run the Airflow DAGs ulm_daily (+ ulm_ml) for one business day, in-process (`airflow dags test`).
 
     ingest -> Gate 1 -> dbt (Cosmos) into audit schemas -> Gates 2, 3 -> publish -> exports -> scoring/training.
@@ -224,6 +233,11 @@ def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds):
     ensure_local_pii_key()
     res = run_dags(as_of, ctx.obj["warehouse"], landing_dir=landing_dir, ml=not no_ml, train=train,
                    wait_seconds=wait_seconds)
+    if report_file is not None:
+        import json
+
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+        report_file.write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
     _print_summary(f"ulm run {as_of}", {d: f"{r['state']} in {r.get('seconds', 0):.0f} s"
                                         for d, r in res["dags"].items()})
 

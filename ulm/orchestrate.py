@@ -209,7 +209,7 @@ def run(as_of: date, warehouse: Path, *, landing_dir: Path | None = None, ml: bo
     """Run ``ulm_daily`` (then ``ulm_ml``) for business day ``as_of`` on ``warehouse``.
 
     Returns ``{"as_of", "warehouse", "seconds", "dags": {dag_id: {"state", "run_id", "seconds",
-    "tasks": {task_id: state}, "failures": [...]}}}``. Raises UlmError naming the failed task and its reason
+    "tasks": {task_id: state}, "task_seconds": {task_id: seconds}, "failures": [...]}}}``. Raises UlmError naming the failed task and its reason
     (a failed gate lists each failed expectation); the published marts are then unchanged.
     ``train``: None = train when the weekly training schedule fires on ``as_of``; True/False force it.
     """
@@ -371,6 +371,7 @@ def _child_dag_test(plan: list[dict], result_file: Path) -> int:
             "run_id": dr.run_id,
             "seconds": round(time.perf_counter() - t0, 3),
             "tasks": {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dr.get_task_instances()},
+            "task_seconds": {ti.task_id: round(float(ti.duration or 0.0), 3) for ti in dr.get_task_instances()},
         }
     result_file.write_text(json.dumps(results, indent=1))
     return 0

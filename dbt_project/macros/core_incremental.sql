@@ -6,6 +6,8 @@
   incremental_start(date_col): first business day to reprocess (a scalar subquery on {{ this }}).
   incremental_window(date_col, loaded_col, this_date_col): predicate selecting the rows to (re)process; `true` on
     full builds. this_date_col names the day column of {{ this }} when it differs from date_col.
+  incremental_raw_prefilter(ts_col, date_col, loaded_col): the same window on a raw UTC timestamp (before the
+    business-day conversion), so an incremental run converts and deduplicates only the recent rows.
   incremental_cleanup(date_col, user_col): pre-hook deleting rows after as_of (a backfill moved as_of back)
     and rows of erased accounts (SPEC §11), so they never survive in an incremental table.
 -#}
@@ -21,6 +23,15 @@
     {%- if loaded_col is not none %}
       or {{ loaded_col }} > (select coalesce(max({{ loaded_col }}), cast('1900-01-01' as timestamp)) from {{ this }})
     {%- endif -%})
+  {%- else -%}
+    true
+  {%- endif -%}
+{%- endmacro %}
+
+{% macro incremental_raw_prefilter(ts_col, date_col, loaded_col) -%}
+  {%- if is_incremental() -%}
+    ({{ ts_col }} >= {{ business_day_start_utc(incremental_start(date_col)) }}
+      or {{ loaded_col }} > (select coalesce(max({{ loaded_col }}), cast('1900-01-01' as timestamp)) from {{ this }}))
   {%- else -%}
     true
   {%- endif -%}

@@ -12,8 +12,9 @@ with
 events as (
     select *
     from {{ source('raw', 'events') }}
-    -- cheap pre-filter on the raw timestamp (zone maps) before the business-day conversion
+    -- cheap pre-filters on the raw timestamp (zone maps) before the business-day conversion
     where event_ts < {{ business_day_start_utc(add_days(as_of_date(), 1)) }}
+      and {{ incremental_raw_prefilter('event_ts', 'event_date', '_loaded_at') }}
 ),
 
 users as (

@@ -14,6 +14,7 @@ orders as (
     select *
     from {{ source('raw', 'orders') }}
     where order_ts < {{ business_day_start_utc(add_days(as_of_date(), 1)) }}
+      and {{ incremental_raw_prefilter('order_ts', 'order_date', '_loaded_at') }}
 ),
 
 users as (

@@ -1,0 +1,185 @@
+"""ML benchmark helpers (issue #5), run as ``python -m ml.benchmark <subcommand>`` by the bench stages.
+
+Subcommands (each a separate process so ``ulm bench`` can time it and sample its peak memory):
+
+``synth``
+    Writes the four intermediate interface tables (``ml.synthetic``) for N persons into a warehouse: all that
+    ``ulm train`` and ``ulm score`` read (features and the point-in-time CLV summary come from the intermediate
+    schema, not from the marts). ``--snapshots-from A`` also copies ``ml.feature_snapshots`` from the
+    warehouse the champion was trained on, which ``ulm score`` samples as its drift reference.
+``bgnbd-scaling``
+    Fits BG/NBD and Gamma-Gamma (``ml.clv``, the code path training uses) on person samples of each size from
+    the warehouse's CLV summary and writes ``{"sizes": [{"persons", "bgnbd_seconds", "gg_seconds", ...}]}``.
+
+Typical sequence (one ``ULM_DATA_DIR``, so scoring finds the champion trained on warehouse A)::
+
+    python -m ml.benchmark synth --warehouse A.duckdb --persons 200000
+    ULM_WAREHOUSE=A.duckdb ulm train --as-of 2025-12-31
+    python -m ml.benchmark synth --warehouse B.duckdb --persons 1000000 --snapshots-from A.duckdb
+    ULM_WAREHOUSE=B.duckdb ulm score --as-of 2025-12-31
+    python -m ml.benchmark bgnbd-scaling --warehouse B.duckdb --sizes 10000,50000,100000 --out bgnbd.json
+
+Speed goals are checked by the bench report, never by timed tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ml import clv, features, synthetic
+
+DEFAULT_SIZES = (10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
+
+
+def _progress(message: str) -> None:
+    print(f"[ml.benchmark] {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- synth
+
+
+def copy_snapshots(source: Path, warehouse: Path) -> int:
+    """Copy ``ml.feature_snapshots`` (the champion's training snapshots) from ``source`` into ``warehouse``."""
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(f"attach '{source}' as src (read_only)")
+        try:
+            con.execute("create schema if not exists ml")
+            con.execute("create or replace table ml.feature_snapshots as select * from src.ml.feature_snapshots")
+            return con.execute("select count(*) from ml.feature_snapshots").fetchone()[0]
+        finally:
+            con.execute("detach src")
+
+
+def synth(warehouse: Path, persons: int, days: int, end: date, seed: int, snapshots_from: Path | None) -> dict:
+    start = time.perf_counter()
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    synthetic.write_intermediate(warehouse, persons=persons, days=days, end=end, seed=seed)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        counts = {t: con.execute(f"select count(*) from intermediate.{t}").fetchone()[0]
+                  for t in ("int_persons", "int_person_daily_activity", "int_orders", "int_invites")}
+    if snapshots_from is not None:
+        counts["ml.feature_snapshots"] = copy_snapshots(snapshots_from, warehouse)
+    counts["seconds"] = round(time.perf_counter() - start, 2)
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------- BG/NBD scaling
+
+
+def load_clv_summary(warehouse: Path, as_of: date | None) -> pd.DataFrame:
+    """``marts.mart_clv_summary`` when the warehouse has it, else the same columns from the intermediate schema."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        has_mart = con.execute("select count(*) from information_schema.tables where table_schema = 'marts' "
+                               "and table_name = 'mart_clv_summary'").fetchone()[0]
+        if has_mart and as_of is None:
+            return con.execute("select * from marts.mart_clv_summary").df()
+        if as_of is None:
+            as_of = con.execute(f"select max(activity_date) from {features.source_schema(con)}"
+                                ".int_person_daily_activity").fetchone()[0]
+        return features.clv_summary(con, as_of)
+
+
+def sample_persons(summary: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, bool]:
+    """``n`` persons drawn without replacement, or with replacement (fresh ids) when the summary is smaller."""
+    rng = np.random.default_rng(seed)
+    resampled = n > len(summary)
+    idx = rng.choice(len(summary), size=n, replace=resampled)
+    out = summary.iloc[np.sort(idx)].reset_index(drop=True)
+    if resampled:
+        out["person_id"] = np.arange(n).astype(str)
+    return out, resampled
+
+
+def fit_timings(sample: pd.DataFrame, time_unit_days: float = 7) -> dict:
+    """Seconds for the BG/NBD and the Gamma-Gamma MAP fits of ``ml.clv`` on one sample, with the estimates."""
+    frame = clv.to_model_frame(sample, time_unit_days)
+    repeat = clv.repeat_buyers(frame)
+    t0 = time.perf_counter()
+    bg = clv.fit_bgnbd(frame)
+    t1 = time.perf_counter()
+    gg = clv.fit_gamma_gamma(repeat)
+    t2 = time.perf_counter()
+    return {"persons": len(frame), "repeat_buyers": len(repeat), "bgnbd_seconds": round(t1 - t0, 3),
+            "gg_seconds": round(t2 - t1, 3), "params": {k: round(v, 4) for k, v in {**bg, **gg}.items()}}
+
+
+def bgnbd_scaling(warehouse: Path, sizes: list[int], as_of: date | None = None, seed: int = 7) -> dict:
+    summary = load_clv_summary(warehouse, as_of)
+    _progress(f"CLV summary: {len(summary)} persons with a purchase")
+    warm, _ = sample_persons(summary, min(2000, len(summary)), seed)
+    fit_timings(warm)  # compile / cache the PyTensor graphs once, so the first size is not charged for it
+    rows = []
+    for n in sizes:
+        sample, resampled = sample_persons(summary, n, seed)
+        row = fit_timings(sample) | {"resampled": resampled}
+        rows.append(row)
+        _progress(f"{n} persons: BG/NBD {row['bgnbd_seconds']:.2f}s, Gamma-Gamma {row['gg_seconds']:.2f}s "
+                  f"({row['repeat_buyers']} repeat buyers){' [resampled]' if resampled else ''}")
+    return {"warehouse": str(warehouse), "summary_persons": len(summary), "sizes": rows}
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+def _sizes(value: str) -> list[int]:
+    try:
+        sizes = [int(v.replace("_", "")) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of integers") from None
+    if not sizes or min(sizes) < 10:
+        raise argparse.ArgumentTypeError("sizes must be integers >= 10")
+    return sizes
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ml.benchmark", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("synth", help="write synthetic intermediate tables for N persons")
+    s.add_argument("--warehouse", type=Path, required=True, help="DuckDB file to create / replace tables in")
+    s.add_argument("--persons", type=int, required=True)
+    s.add_argument("--days", type=int, default=365, help="registration window in days (default 365)")
+    s.add_argument("--end", type=_date, default=date(2025, 12, 31), help="last day, YYYY-MM-DD")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--snapshots-from", type=Path, default=None,
+                   help="copy ml.feature_snapshots from this warehouse (drift reference for `ulm score`)")
+    b = sub.add_parser("bgnbd-scaling", help="BG/NBD and Gamma-Gamma fit time vs number of persons")
+    b.add_argument("--warehouse", type=Path, required=True)
+    b.add_argument("--sizes", type=_sizes, default=list(DEFAULT_SIZES), help="comma-separated person counts")
+    b.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    b.add_argument("--as-of", type=_date, default=None,
+                   help="summary as of this day from the intermediate schema (default: marts.mart_clv_summary "
+                        "if present, else the last activity day)")
+    b.add_argument("--seed", type=int, default=7)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "synth":
+        res = synth(args.warehouse, args.persons, args.days, args.end, args.seed, args.snapshots_from)
+        _progress(f"synth: {res}")
+        return 0
+    res = bgnbd_scaling(args.warehouse, args.sizes, args.as_of, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1), encoding="utf-8")
+    _progress(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

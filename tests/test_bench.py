@@ -1,0 +1,70 @@
+"""Report logic of `ulm bench` (the benchmark itself is too long for CI: `make bench` runs it).
+
+The stage runner is exercised for real on one tiny stage; the goal and detail tables are checked on results whose
+numbers are chosen so that each goal is met or missed on purpose.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ulm import bench
+
+
+def _res(scale: str, stage: str, seconds: float, **extra) -> dict:
+    return {"scale": scale, "stage": stage, "seconds": seconds, "peak_rss_mb": 100.0, "ok": True, "detail": "",
+            "extra": extra}
+
+
+def test_measure_runs_a_real_process_and_samples_memory(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-c", "import time; x = bytearray(80 * 2**20); time.sleep(0.5)"]
+    res = bench.measure(cmd, {}, "t", "sleep", tmp_path / "log")
+    assert res.ok and res.seconds >= 0.5 and res.peak_rss_mb >= 80
+    bad = bench.measure([sys.executable, "-c", "raise SystemExit(3)"], {}, "t", "fail", tmp_path / "log")
+    assert not bad.ok and "exit 3" in bad.detail
+
+
+def test_dbt_breakdown_reads_run_results(tmp_path: Path) -> None:
+    rr = tmp_path / "run_results.json"
+    rr.write_text(json.dumps({"elapsed_time": 12.34, "results": [
+        {"unique_id": f"model.ulm.m{i}", "execution_time": float(i)} for i in range(7)] + [
+        {"unique_id": "test.ulm.not_null_x.abc", "execution_time": 0.5},
+        {"unique_id": "test.ulm.unique_x.def", "execution_time": 0.25}]}))
+    out = bench.dbt_breakdown(rr)
+    assert out["dbt_elapsed_s"] == 12.3 and out["model_s"] == 21.0 and out["test_s"] == 0.8
+    assert out["n_tests"] == 2 and [n for n, _ in out["slowest_models"]] == ["m6", "m5", "m4", "m3", "m2"]
+    assert bench.dbt_breakdown(tmp_path / "missing.json") == {}
+
+
+def test_dag_breakdown_sums_the_dbt_group_and_gates(tmp_path: Path) -> None:
+    rep = tmp_path / "run.json"
+    rep.write_text(json.dumps({"dags": {"ulm_daily": {"seconds": 50.0, "task_seconds": {
+        "ingest": 3.0, "gate_landing": 2.0, "dbt_audit.dbt_producer_watcher": 30.0, "dbt_audit.m1_run": 0.5,
+        "gate_staging": 1.0, "gate_marts": 1.5, "publish": 1.0}}}}))
+    out = bench.dag_breakdown(rep)
+    assert out == {"dag_s": 50.0, "dbt_group_s": 30.5, "dbt_producer_s": 30.0, "gates_s": 4.5, "tasks": 7}
+
+
+def test_goals_and_details_say_met_or_not() -> None:
+    results = [
+        _res("10m", "generate", 20),
+        _res("10m", bench.DBT_FULL, 100, dbt_elapsed_s=90.0, model_s=120.0, test_s=30.0, n_tests=331,
+             slowest_models=[["stg_events", 27.0]]),
+        _res("10m", bench.DBT_INC, 40, dbt_elapsed_s=30.0, model_s=40.0, test_s=20.0, n_tests=331,
+             slowest_models=[["mart_kpi_daily", 9.0]]),
+        _res("10m", bench.DAG_FULL, 125, dag_s=120.0, dbt_group_s=101.0, dbt_producer_s=95.0, gates_s=8.0, tasks=60),
+        _res("10m", bench.DAG_INC, 80, dag_s=75.0, dbt_group_s=50.0, dbt_producer_s=45.0, gates_s=8.0, tasks=60),
+        _res("ml", bench.ML_TRAIN, 200),
+        _res("ml", bench.ML_SCORE_1M, 75),
+        _res("ml", bench.ML_BGNBD, 30, sizes=[{"persons": 10_000, "bgnbd_seconds": 2.0, "gg_seconds": 0.5}]),
+    ]
+    goals = "\n".join(bench.goal_lines(results))
+    assert "| full dbt build at 10M events < 120 s | 100 s | yes |" in goals
+    assert "| one incremental day < 15% of the full build | 40% | **no** |" in goals
+    assert "| training both models on 200k persons < 5 min | 200 s | yes |" in goals
+    assert "| scoring 1M persons < 60 s | 75 s | **no** |" in goals
+    assert "(10m, full build) | 1.25x | yes |" in goals and "(10m, incremental day) | 2.00x | **no** |" in goals
+    details = "\n".join(bench.detail_lines(results))
+    assert "stg_events 27.0" in details and "| 10m | full build | 125.0 | 101.0 (95.0) | 8.0 | 100.0 | 1.25x |" in details
+    assert "| 10,000 | 2.0 | 0.5 |" in details
