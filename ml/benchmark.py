@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ml import clv, features, synthetic
+from ulm.errors import UlmError
 
 DEFAULT_SIZES = (10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
 
@@ -46,10 +47,22 @@ def _progress(message: str) -> None:
 # ----------------------------------------------------------------------------------------------- synth
 
 
+def _require_table(warehouse: Path, schema: str, table: str, hint: str) -> None:
+    """UlmError naming the file and table when ``warehouse`` lacks ``schema.table``."""
+    if not warehouse.exists():
+        raise UlmError(f"{warehouse}: file missing (rule: needs table {schema}.{table}; {hint})")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        found = con.execute("select count(*) from information_schema.tables where table_schema = ? "
+                            "and table_name = ?", [schema, table]).fetchone()[0]
+    if not found:
+        raise UlmError(f"{warehouse}: table {schema}.{table} missing ({hint})")
+
+
 def copy_snapshots(source: Path, warehouse: Path) -> int:
     """Copy ``ml.feature_snapshots`` (the champion's training snapshots) from ``source`` into ``warehouse``."""
+    _require_table(source, "ml", "feature_snapshots", "run `ulm train` on it first")
     with duckdb.connect(str(warehouse)) as con:
-        con.execute(f"attach '{source}' as src (read_only)")
+        con.execute("attach '" + str(source).replace("'", "''") + "' as src (read_only)")
         try:
             con.execute("create schema if not exists ml")
             con.execute("create or replace table ml.feature_snapshots as select * from src.ml.feature_snapshots")
@@ -59,6 +72,8 @@ def copy_snapshots(source: Path, warehouse: Path) -> int:
 
 
 def synth(warehouse: Path, persons: int, days: int, end: date, seed: int, snapshots_from: Path | None) -> dict:
+    if snapshots_from is not None:  # fail before minutes of writing, not after
+        _require_table(snapshots_from, "ml", "feature_snapshots", "run `ulm train` on it first")
     start = time.perf_counter()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     synthetic.write_intermediate(warehouse, persons=persons, days=days, end=end, seed=seed)
@@ -76,6 +91,8 @@ def synth(warehouse: Path, persons: int, days: int, end: date, seed: int, snapsh
 
 def load_clv_summary(warehouse: Path, as_of: date | None) -> pd.DataFrame:
     """``marts.mart_clv_summary`` when the warehouse has it, else the same columns from the intermediate schema."""
+    if not warehouse.exists():
+        raise UlmError(f"{warehouse}: file missing (rule: needs intermediate tables; run `synth` or `ulm build`)")
     with duckdb.connect(str(warehouse), read_only=True) as con:
         has_mart = con.execute("select count(*) from information_schema.tables where table_schema = 'marts' "
                                "and table_name = 'mart_clv_summary'").fetchone()[0]
@@ -111,11 +128,14 @@ def fit_timings(sample: pd.DataFrame, time_unit_days: float = 7) -> dict:
             "gg_seconds": round(t2 - t1, 3), "params": {k: round(v, 4) for k, v in {**bg, **gg}.items()}}
 
 
-def bgnbd_scaling(warehouse: Path, sizes: list[int], as_of: date | None = None, seed: int = 7) -> dict:
+def bgnbd_scaling(warehouse: Path, sizes: list[int], as_of: date | None = None, seed: int = 7,
+                  warmup: bool = True) -> dict:
+    """Fit times per sample size; ``warmup`` first fits a small sample so PyTensor's one-off C compilation
+    (cached on disk afterwards) is not charged to the first size."""
     summary = load_clv_summary(warehouse, as_of)
     _progress(f"CLV summary: {len(summary)} persons with a purchase")
-    warm, _ = sample_persons(summary, min(2000, len(summary)), seed)
-    fit_timings(warm)  # compile / cache the PyTensor graphs once, so the first size is not charged for it
+    if warmup:
+        fit_timings(sample_persons(summary, min(2000, len(summary)), seed)[0])
     rows = []
     for n in sizes:
         sample, resampled = sample_persons(summary, n, seed)
@@ -165,16 +185,26 @@ def parser() -> argparse.ArgumentParser:
                    help="summary as of this day from the intermediate schema (default: marts.mart_clv_summary "
                         "if present, else the last activity day)")
     b.add_argument("--seed", type=int, default=7)
+    b.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="skip the untimed warm-up fit (PyTensor compilation then counts in the first size)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UlmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "synth":
         res = synth(args.warehouse, args.persons, args.days, args.end, args.seed, args.snapshots_from)
         _progress(f"synth: {res}")
         return 0
-    res = bgnbd_scaling(args.warehouse, args.sizes, args.as_of, args.seed)
+    res = bgnbd_scaling(args.warehouse, args.sizes, args.as_of, args.seed, args.warmup)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1), encoding="utf-8")
     _progress(f"wrote {args.out}")

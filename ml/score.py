@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from ml import drift, features, tracking
 from ml.metrics import churn_metrics
 from ml.registry import CHAMPION
-from ml.train import write_reports
+from ml.reports import write_reports
 from ulm.config import param
 from ulm.errors import UlmError
 
@@ -46,6 +46,11 @@ def load_champion(task: str) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
 def _reference(con: duckdb.DuckDBPyConnection, cutoffs: list[str]) -> pd.DataFrame:
     """Training snapshot rows of the champion (sampled) for drift."""
     if not cutoffs:
+        return pd.DataFrame()
+    exists = con.execute("select count(*) from duckdb_tables() where schema_name = 'ml' "
+                         "and table_name = 'feature_snapshots'").fetchone()[0]
+    if not exists:  # models trained on another warehouse: score, but there is no training population to compare
+        log.warning("ml.feature_snapshots is missing in this warehouse: drift of the scores is not reported")
         return pd.DataFrame()
     placeholders = ", ".join("?" for _ in cutoffs)
     df = con.execute(f"select * from ml.feature_snapshots where snapshot_date in ({placeholders}) "

@@ -35,7 +35,8 @@ SCALES = {
     "10m": {"persons": 100_000, "days": 365},  # ~10.3M events (docs/GENERATOR.md)
     # ML at person scale: ml.synthetic writes the intermediate interface tables directly (a 1M-person warehouse
     # through the whole pipeline would be ~100M events); train on 200k persons, score 1M, BG/NBD fit vs persons
-    "ml": {"train_persons": 200_000, "score_persons": 1_000_000, "days": 365,
+    # scoring population = persons active in the last 90 days: 1.4M persons registered over 120 days give ~1.0M
+    "ml": {"train_persons": 200_000, "score_persons": 1_400_000, "score_days": 120, "days": 365,
            "bgnbd_sizes": [10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000]},
 }
 ML_TRAIN = "train churn + LTV (MLflow, registry)"
@@ -195,12 +196,20 @@ def _ml_stages(work: Path, ulm: list[str]) -> list[tuple[str, list[str], str | N
         (f"synthetic intermediate tables, {s['train_persons']:,} persons",
          synth + [str(train_wh), "--persons", str(s["train_persons"])], None),
         (ML_TRAIN, ulm + ["--warehouse", str(train_wh), "train", "--as-of", as_of], None),
-        (f"synthetic intermediate tables, {s['score_persons']:,} persons",
-         synth + [str(score_wh), "--persons", str(s["score_persons"])], None),
-        (ML_SCORE_1M, ulm + ["--warehouse", str(score_wh), "score", "--as-of", as_of], None),
+        (f"synthetic intermediate tables, {s['score_persons']:,} persons registered over {s['score_days']} days",
+         py + ["synth", "--days", str(s["score_days"]), "--end", as_of, "--warehouse", str(score_wh), "--persons",
+               str(s["score_persons"]), "--snapshots-from", str(train_wh)], None),
+        (ML_SCORE_1M, ulm + ["--warehouse", str(score_wh), "score", "--as-of", as_of], f"scores:{score_wh}"),
         (ML_BGNBD, py + ["bgnbd-scaling", "--warehouse", str(score_wh), "--sizes",
                          ",".join(str(n) for n in s["bgnbd_sizes"]), "--out", str(work / "bgnbd.json")], "json"),
     ]
+
+
+def _count_scores(warehouse: Path, day: date) -> int:
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute("select count(*) from ml.scores where score_date = ?", [day]).fetchone()[0]
 
 
 def _count_rows(warehouse: Path) -> dict:
@@ -242,6 +251,8 @@ def run_bench(scale: str = "all", out_md: Path | None = None) -> dict:
                     res.extra.update(dbt_breakdown(work / "warehouse_dbt" / "target" / "run_results.json"))
                 elif after == "dag":
                     res.extra.update(dag_breakdown(Path(cmd[-1])))
+                elif after and after.startswith("scores:"):
+                    res.extra["persons_scored"] = _count_scores(Path(after.split(":", 1)[1]), END_DATE)
                 elif after == "json":
                     res.extra.update(json.loads(Path(cmd[-1]).read_text()))
             counts[sc] = _count_rows(work / "warehouse.duckdb")
@@ -282,7 +293,7 @@ def write_report(report: dict, out_md: Path) -> None:
             lines.append(f"- scale `{sc}`: " + ", ".join(f"{k} {v:,}" for k, v in c.items()))
     lines += ["", "| scale | stage | seconds | peak RSS (MB) | throughput | ok |", "|---|---|---:|---:|---|---|"]
     for r in report["results"]:
-        thr = ", ".join(f"{k} {v:,}" for k, v in r.get("extra", {}).items() if k == "events_per_s")
+        thr = ", ".join(f"{k} {v:,}" for k, v in r.get("extra", {}).items() if k in ("events_per_s", "persons_scored"))
         lines.append(f"| {r['scale']} | {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {thr} | "
                      f"{'yes' if r['ok'] else 'NO: ' + r['detail']} |")
     lines += ["", "## Goals (from the issues) vs measured", ""] + goal_lines(report["results"])
@@ -321,7 +332,8 @@ def goal_lines(results: list[dict]) -> list[str]:
         row("training both models on 200k persons < 5 min", f"{tr['seconds']:.0f} s", tr["seconds"] < 300)
     sc = by.get(("ml", ML_SCORE_1M))
     if sc:
-        row("scoring 1M persons < 60 s", f"{sc['seconds']:.0f} s", sc["seconds"] < 60)
+        n = sc.get("extra", {}).get("persons_scored", 0)
+        row("scoring 1M persons < 60 s", f"{sc['seconds']:.0f} s for {n:,} persons", sc["seconds"] < 60 and n >= 10**6)
     for scale in ("small", "10m"):
         for label, dag_s, plain_s in dag_ratio(results, scale):
             row(f"DAG wall time <= 1.3x a plain dbt build ({scale}, {label})", f"{dag_s / plain_s:.2f}x",
