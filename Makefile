@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (Python 3.11 + pip): `make demo` and `make test`.
 # Both bootstrap themselves: uv is installed into .uv/ if it is not on PATH, then `uv sync --frozen`
-# installs exactly what uv.lock pins into .venv/.
+# installs exactly what uv.lock pins into .venv/, with bytecode compiled once (imports then never compile
+# from source, even where PYTHONDONTWRITEBYTECODE is set: dbt, Airflow, GX and MLflow start seconds faster).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 UV_VERSION ?= 0.13.9
@@ -23,7 +24,7 @@ help: ## Show the targets
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	@echo ">> installing the locked environment into $(VENV)/ (first run takes a few minutes)"
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 install: $(VENV)/.synced ## Create .venv from uv.lock

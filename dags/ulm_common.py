@@ -39,8 +39,8 @@ def warehouse() -> Path:
 
 def warm_up_gate_imports() -> None:
     """Under ``ulm run`` every task runs in one process, one after the other (``dag.test``). Importing Great
-    Expectations costs ~10-20 s (scipy, sqlalchemy); started in a background thread by the first task, it overlaps
-    ingest and the dbt build (a subprocess) instead of delaying the first gate. With a real executor each task is its
+    Expectations costs ~10-20 s (scipy, sqlalchemy); started in a background thread by ``ingest``, it overlaps the
+    load (DuckDB work, GIL released) instead of all of it landing on Gate 1. With a real executor each task is its
     own process, so nothing is started there.
     """
     if os.environ.get("ULM_SEQUENTIAL_TASKS") != "1" or "great_expectations" in sys.modules:

@@ -68,3 +68,11 @@ def test_goals_and_details_say_met_or_not() -> None:
     details = "\n".join(bench.detail_lines(results))
     assert "stg_events 27.0" in details and "| 10m | full build | 125.0 | 101.0 (95.0) | 8.0 | 100.0 | 1.25x |" in details
     assert "| 10,000 | 2.0 | 0.5 |" in details
+
+
+def test_merge_replaces_remeasured_stages_in_place() -> None:
+    old = {"generated_at": "t0", "results": [_res("small", "a", 1), _res("small", "b", 2), _res("10m", "b", 3)]}
+    new = {"generated_at": "t1", "results": [_res("small", "b", 9), _res("small", "c", 4)]}
+    merged = bench.merge_reports(old, new)
+    assert [(r["stage"], r["seconds"]) for r in merged["results"]] == [("a", 1), ("b", 9), ("b", 3), ("c", 4)]
+    assert merged["generated_at"] == "t0" and merged["updated"] == [{"at": "t1", "scale": "small", "stages": ["b", "c"]}]

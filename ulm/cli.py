@@ -201,12 +201,16 @@ def demo(ctx, persons, days, seed, defects, regenerate):
                    "train -> score); ml = train on 200k and score 1M synthetic persons, BG/NBD fit time vs persons.")
 @click.option("--out", "out_md", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown report (default docs/BENCHMARKS.md; JSON next to it).")
+@click.option("--only", default=None, help="Only the stages whose name starts with this (e.g. Airflow); needs --workdir.")
+@click.option("--workdir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Work directory kept from an earlier run (ULM_BENCH_KEEP=1) to re-measure --only stages in; "
+                   "the results are merged into the existing report.")
 @friendly_errors
-def bench(scale, out_md):
+def bench(scale, out_md, only, workdir):
     """Measure wall time and peak memory of each stage; write docs/BENCHMARKS.md (+ .json)."""
     from ulm.bench import run_bench
 
-    run_bench(scale=scale, out_md=out_md)
+    run_bench(scale=scale, out_md=out_md, only=only, workdir=workdir)
 
 
 @main.command()

@@ -371,11 +371,10 @@ def _drop_temps(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP TABLE IF EXISTS temp.{t}")
 
 
-def _already_ingested(con: duckdb.DuckDBPyConnection, table: str, sha: str) -> str | None:
-    row = con.execute(
-        "SELECT load_id FROM raw._ingested_files WHERE table_name = ? AND file_sha256 = ?", [table, sha]
-    ).fetchone()
-    return row[0] if row else None
+def _ingested_index(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
+    """(table, sha256) -> load_id of every file already ingested: one query per run instead of one per file."""
+    rows = con.execute("SELECT table_name, file_sha256, load_id FROM raw._ingested_files").fetchall()
+    return {(t, sha): load_id for t, sha, load_id in rows}
 
 
 def _run_load(con: duckdb.DuckDBPyConnection, lf: LandingFile, r: LoadResult, now: datetime,
@@ -405,12 +404,18 @@ def _run_load(con: duckdb.DuckDBPyConnection, lf: LandingFile, r: LoadResult, no
                 [lf.table, r.sha256, r.source_file, r.load_id, now])
 
 
-def load_file(con: duckdb.DuckDBPyConnection, lf: LandingFile, min_valid_timestamp: str | None = None) -> LoadResult:
-    """Load one landing file in one transaction (see module docstring); skip it if already ingested."""
+def load_file(con: duckdb.DuckDBPyConnection, lf: LandingFile, min_valid_timestamp: str | None = None,
+              ingested: dict[tuple[str, str], str] | None = None) -> LoadResult:
+    """Load one landing file in one transaction (see module docstring); skip it if already ingested.
+
+    ``ingested``: the caller's :func:`_ingested_index` (kept up to date here); read from the warehouse when None.
+    """
     t0, started = time.perf_counter(), utc_now()
     sha = sha256_file(lf.path)
     r = LoadResult(lf.table, f"{lf.table}:{lf.label}:{sha[:12]}", lf.origin or str(lf.path), sha)
-    previous = _already_ingested(con, lf.table, sha)
+    if ingested is None:
+        ingested = _ingested_index(con)
+    previous = ingested.get((lf.table, sha))
     if previous:
         r.load_id, r.skipped = previous, True
         return r
@@ -420,6 +425,7 @@ def load_file(con: duckdb.DuckDBPyConnection, lf: LandingFile, min_valid_timesta
         _audit(con, r, "ok", "; ".join(r.warnings) or None, started)
         _drop_temps(con)
         con.execute("COMMIT")
+        ingested[(lf.table, sha)] = r.load_id  # a copy of the same file later in this run is skipped too
     except BaseException as exc:
         con.execute("ROLLBACK")
         _drop_temps(con)
@@ -493,10 +499,11 @@ def ingest_files(files: list[LandingFile], warehouse: Path, progress: bool = Tru
     try:
         ensure_raw_schema(con)
         bar, task = _progress(progress, len(files))
+        ingested = _ingested_index(con)
         with bar:
             for lf in files:
                 bar.update(task, description=f"{lf.table}/{lf.label}")
-                r = load_file(con, lf, min_valid_timestamp)
+                r = load_file(con, lf, min_valid_timestamp, ingested)
                 for w in r.warnings:
                     log.warning(w)
                 _add(tables[lf.table], r)

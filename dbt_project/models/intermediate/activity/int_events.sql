@@ -1,13 +1,9 @@
-{{ config(
-    materialized='incremental',
-    incremental_strategy='delete+insert',
-    unique_key='event_id',
-    on_schema_change='fail',
-    pre_hook="{{ incremental_cleanup('event_date', 'user_id') }}"
-) }}
--- depends_on: {{ ref('int_identity_changes') }}
--- Events keyed by person. Reprocesses the incremental day window, rows loaded since the previous build
--- and every event of accounts whose person changed (identity merges), so person_id never goes stale.
+{{ config(materialized='view') }}
+-- Events keyed by person: a view over the deduplicated staging events and the identity map. The event rows are
+-- stored once (stg_events, incremental); person_id is always that of the current identity graph, so an identity
+-- merge never rewrites event history, and a full refresh and daily runs agree by construction.
+-- Consumers filter it (int_person_daily_activity: the incremental day window); DuckDB pushes those filters into
+-- the stg_events scan and joins the ~1 row per account identity map.
 with
 
 events as (
@@ -15,22 +11,7 @@ events as (
 ),
 
 identity as (
-    select * from {{ ref('int_identity') }}
-),
-
-{% if is_incremental() %}
-changed_accounts as (
-    select distinct user_id from {{ ref('int_identity_changes') }} where change_side = 'new'
-),
-{% endif %}
-
-selected as (
-    select *
-    from events
-    where {{ incremental_window('event_date', '_loaded_at') }}
-    {%- if is_incremental() %}
-       or user_id in (select user_id from changed_accounts)
-    {%- endif %}
+    select user_id, person_id from {{ ref('int_identity') }}
 ),
 
 final as (
@@ -48,7 +29,7 @@ final as (
         e.share_id,
         e.product_id,
         e._loaded_at
-    from selected as e
+    from events as e
     inner join identity as i on e.user_id = i.user_id
 )
 

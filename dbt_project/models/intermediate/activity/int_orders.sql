@@ -6,7 +6,8 @@
     pre_hook="{{ incremental_cleanup('order_date', 'user_id') }}"
 ) }}
 -- depends_on: {{ ref('int_identity_changes') }}
--- Orders keyed by person (same incremental rules as int_events).
+-- Orders keyed by person. Incremental: the day window, rows loaded since the previous build and every order of
+-- accounts whose person changed (identity merges), so person_id never goes stale.
 with
 
 orders as (
