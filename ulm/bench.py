@@ -147,9 +147,13 @@ def _stages(scale: str, work: Path, ulm: list[str]) -> list[tuple[str, list[str]
         return stages
     if (project_root() / "ulm" / "orchestrate.py").exists():
         run = ulm + ["run", "--as-of", as_of, "--no-ml", "--landing", str(landing), "--report"]
-        setup = ("from pathlib import Path; from ulm.orchestrate import airflow_env, ensure_airflow_db, ensure_manifest; "
-                 f"env = airflow_env(Path({str(work / 'warehouse.duckdb')!r}), Path({str(landing)!r})); "
-                 "ensure_airflow_db(env); ensure_manifest(env)")
+        # also drops the audit_* schemas, so the first DAG run is always a full build into empty audit schemas
+        setup = ("from pathlib import Path; import duckdb; "
+                 "from ulm.orchestrate import airflow_env, ensure_airflow_db, ensure_manifest; "
+                 f"wh = {str(work / 'warehouse.duckdb')!r}; env = airflow_env(Path(wh), Path({str(landing)!r})); "
+                 "ensure_airflow_db(env); ensure_manifest(env); con = duckdb.connect(wh); "
+                 "[con.execute(f'drop schema if exists {s} cascade') for s in "
+                 "('audit_staging', 'audit_intermediate', 'audit_marts')]; con.close()")
         stages += [("Airflow one-time setup (metadata DB, dbt manifest)", [sys.executable, "-c", setup], None),
                    (DAG_FULL, run + [str(work / "dag_run_1.json")], "dag"),
                    (DAG_INC, run + [str(work / "dag_run_2.json")], "dag")]

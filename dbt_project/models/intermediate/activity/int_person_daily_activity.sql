@@ -40,12 +40,17 @@ late_days as (
 ),
 {% endif %}
 
+{#- int_events is a view: each branch below is a filter DuckDB can push into the stg_events scan or the identity
+    side of its join (an OR across them would force joining every event first). -#}
 selected_events as (
     select * from events
     where {{ incremental_window('event_date', this_date_col='activity_date') }}
     {%- if is_incremental() %}
-       or person_id in (select person_id from changed_persons)
-       or (person_id, event_date) in (select person_id, activity_date from late_days)
+    union
+    select * from events where person_id in (select person_id from changed_persons)
+    union
+    select e.* from events as e
+    semi join late_days as l on e.person_id = l.person_id and e.event_date = l.activity_date
     {%- endif %}
 ),
 
