@@ -84,8 +84,12 @@ def test_access_then_erase_a_multi_account_person(built, tmp_path):
     assert _mentions(con, accounts + persons) == {}
     log = con.execute("select * from audit.erasure_log where request_id = 'req-test-1'").df()
     removed = dict(zip(log.table_name, log.rows_removed))
+    views = {f"{s}.{t}" for s, t in con.execute(
+        "select table_schema, table_name from information_schema.tables where table_type = 'VIEW'").fetchall()}
     for key, n in before.items():  # every table holding the person's own rows reports them as removed
         table, column = key.rsplit(".", 1)
+        if table in views:  # a view (int_events) shows nothing now (checked above); it has no rows to remove
+            continue
         if column in ("user_id", "person_id", "inviter_user_id", "inviter_person_id", "sharer_person_id"):
             assert removed.get(table, 0) >= n, key
     # the audit holds no identifier of the person
