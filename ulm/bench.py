@@ -125,7 +125,8 @@ DAG_INC = "Airflow ulm_daily (same day again: incremental)"
 
 
 def _stages(scale: str, work: Path, ulm: list[str]) -> list[tuple[str, list[str], str | None]]:
-    """(stage name, command, what to read after it: "dbt" run_results / "dag" run report / None)."""
+    """(stage name, command, what to read after it: "dbt" run_results, "dag" run report, "json" the command's
+    --out file, "scores:<warehouse>" the scored persons, or None)."""
     if scale == "ml":
         return _ml_stages(work, ulm)
     s = SCALES[scale]
@@ -159,7 +160,7 @@ def _stages(scale: str, work: Path, ulm: list[str]) -> list[tuple[str, list[str]
                    (DAG_INC, run + [str(work / "dag_run_2.json")], "dag")]
     if (project_root() / "ml" / "train.py").exists():
         stages += [
-            ("train churn + LTV (MLflow, registry)", ulm + ["train", "--as-of", as_of], None),
+            (ML_TRAIN, ulm + ["train", "--as-of", as_of], None),
             ("score all persons", ulm + ["score", "--as-of", as_of], None),
         ]
     return stages
@@ -379,7 +380,7 @@ def _by(results: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def dag_ratio(results: list[dict], scale: str) -> list[tuple[str, float, float]]:
-    """(label, DAG seconds, plain build seconds) pairs: full and incremental, whole DAG and its dbt group."""
+    """(label, DAG seconds, plain build seconds) for the first run (full) and the rerun (incremental)."""
     by = _by(results)
     out = []
     for dag_stage, plain_stage, label in ((DAG_FULL, DBT_FULL, "full build"), (DAG_INC, DBT_INC, "incremental day")):
@@ -396,7 +397,7 @@ def detail_lines(results: list[dict]) -> list[str]:
     dbt_rows = [r for r in results if r["ok"] and "dbt_elapsed_s" in r.get("extra", {})]
     if dbt_rows:
         out += ["", "## dbt builds: where the time goes", "",
-                "Wall = the `ulm build` process (Python + dbt import ~6 s, parse, adapter start, run, exit); dbt = dbt's "
+                "Wall = the `ulm build` process (Python + dbt import, parse, adapter start, run, exit); dbt = dbt's "
                 "own elapsed run time; model / test seconds are summed over nodes (2 threads run in parallel).", "",
                 "| scale | build | wall s | dbt s | models s | tests s (n) | slowest five models (s) |",
                 "|---|---|---:|---:|---:|---:|---|"]

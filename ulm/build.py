@@ -1,4 +1,4 @@
-"""Build the warehouse: `dbt build` (models + tests + unit tests) as of a business date.
+"""Build the warehouse: `dbt build` (models + data tests; dbt unit tests on request) as of a business date.
 
 Runs dbt in-process through ``dbtRunner`` with env ``ULM_AS_OF`` and ``--vars {schema_prefix}``. The dbt target and logs go next to
 the warehouse file (``<warehouse stem>_dbt/``), so the repository stays clean. The PII key is read from
@@ -64,7 +64,7 @@ def _dbt_env(warehouse: Path, key: str, as_of: date) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def dbt_args(command: str, as_of: date, warehouse: Path, full_refresh: bool = False, select: str | None = None,
+def dbt_args(command: str, warehouse: Path, full_refresh: bool = False, select: str | None = None,
              schema_prefix: str = "", progress: bool = True, unit_tests: bool = False) -> list[str]:
     """Command-line arguments for one dbt invocation on this project and warehouse.
 
@@ -162,7 +162,7 @@ def run_dbt(command: str, as_of: date, warehouse: Path, full_refresh: bool = Fal
     key = _pii_key()
     warehouse = Path(warehouse).resolve()
     ensure_raw_layer(warehouse)
-    args = dbt_args(command, as_of, warehouse, full_refresh, select, schema_prefix, progress, unit_tests)
+    args = dbt_args(command, warehouse, full_refresh, select, schema_prefix, progress, unit_tests)
     started = time.perf_counter()
     with _dbt_env(warehouse, key, as_of):
         try:

@@ -165,14 +165,13 @@ def ingest(ctx, landing_dir, cdnow_file, until):
 def build(ctx, as_of, full_refresh, select, unit_tests):
     """Run `dbt build` (models + tests) for the marts as of a business date."""
     from ulm.build import build as run_build
+    from ulm.build import summary_lines
     from ulm.keys import ensure_local_pii_key
 
     ensure_local_pii_key()
     with _writer(f"ulm build --as-of {as_of}"):
         summary = run_build(as_of=as_of, warehouse=ctx.obj["warehouse"], full_refresh=full_refresh, select=select,
                             unit_tests=unit_tests)
-    from ulm.build import summary_lines
-
     click.echo(f"built marts as of {as_of} in {summary['warehouse']}")
     for line in summary_lines(summary):
         click.echo("  " + line)
