@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install demo test test-fast bench lint clean distclean ui
+.PHONY: help install demo test test-fast lint bench clean distclean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,15 +32,22 @@ install: $(VENV)/.synced ## Create .venv from uv.lock
 demo: $(VENV)/.synced ## The main job: generate, ingest, build, gate, publish, train, score (embedded default)
 	$(VENV)/bin/ulm demo
 
-test: $(VENV)/.synced ## The whole test suite (what CI runs)
+test: $(VENV)/.synced ## Lint, then the whole test suite (what CI runs)
+	$(VENV)/bin/ruff check ulm dags tests
 	@set +e; $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc
+
+test-fast: $(VENV)/.synced ## Every test but the slow end-to-end ones (real Airflow runs, model training)
+	@$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow" $(PYTEST_ARGS)'
+
+lint: $(VENV)/.synced ## ruff (pyflakes, pycodestyle, import order) on the package, DAGs and tests
+	$(VENV)/bin/ruff check ulm dags tests
 
 bench: $(VENV)/.synced ## Benchmarks -> docs/BENCHMARKS.md
 	$(VENV)/bin/ulm bench
 
 clean: ## Remove generated data and build output (keeps .venv)
-	rm -rf data dbt_project/target dbt_project/logs .pytest_cache
+	rm -rf data dbt_project/target dbt_project/logs .pytest_cache .ruff_cache mlruns
 
 distclean: clean ## Also remove .venv and .uv
 	rm -rf $(VENV) .uv

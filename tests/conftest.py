@@ -25,11 +25,12 @@ def cdnow_sample_warehouse(tmp_path_factory):
     """CDNOW_sample ingested and built as of 1997-09-30 through the platform path (shared by dbt and ML tests)."""
     from datetime import date
 
-    from ulm.build import run_dbt
-    from ulm.config import cdnow_dir
+    from ulm.core.context import RunContext
+    from ulm.core.settings import cdnow_dir
     from ulm.ingest import ingest_cdnow
+    from ulm.transform.dbt import run_dbt
 
     wh = tmp_path_factory.mktemp("cdnow_sample") / "wh.duckdb"
     ingest_cdnow(cdnow_dir() / "CDNOW_sample.txt", wh, progress=False)
-    run_dbt("run", date(1997, 9, 30), wh, select="+mart_clv_summary", progress=False)
+    run_dbt(RunContext.create(as_of=date(1997, 9, 30), warehouse=wh), "run", select="+mart_clv_summary", progress=False)
     return wh

@@ -1,9 +1,9 @@
 """Independent recomputation of the generator's calibration targets from landing files (+ truth map).
 
 Nothing here uses generator internals: it reads the written Parquet files and
-``truth/accounts.parquet`` (user_id -> true_person_id) with DuckDB and applies the SPEC definitions
-(§1 purchase / net revenue / GMV, §4 active day, §5.3, §6, §8). Windows and thresholds come from
-``ulm.config.param``. Used by tests/test_generate.py and runnable by hand:
+``truth/accounts.parquet`` (user_id -> true_person_id) with DuckDB and applies the docs/METRICS.md definitions
+(docs/METRICS.md: purchase, net revenue, GMV, active day, AARRR, KPIs, channel economics). Windows and thresholds come from
+``ulm.core.settings.param``. Used by tests/test_generate.py and runnable by hand:
 
     .venv/bin/python tests/generate_stats.py <landing_dir> <truth_dir> [YYYY-MM-DD]
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from ulm.config import param
+from ulm.core.settings import param
 
 
 def connect(landing: Path, truth: Path) -> duckdb.DuckDBPyConnection:

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ulm.config import cdnow_dir
-from ulm.errors import UlmError
+from ulm.core.errors import UlmError
+from ulm.core.settings import cdnow_dir
 from ulm.ingest import ingest_cdnow
 
 CDNOW = cdnow_dir()

@@ -46,10 +46,10 @@ def test_bad_date_is_rejected_with_reason():
 
 
 def test_writers_refuse_while_a_run_holds_the_lock(tmp_path):
-    from ulm.orchestrate import run_lock
+    from ulm.warehouse import write_lock
 
     (tmp_path / "landing" / "users").mkdir(parents=True)
-    with run_lock("test holder"):
+    with write_lock(tmp_path / "w.duckdb", "test holder"):
         proc = subprocess.run([sys.executable, "-m", "ulm.cli", "--warehouse", str(tmp_path / "w.duckdb"), "ingest",
                                str(tmp_path / "landing")], capture_output=True, text=True)
     assert proc.returncode == 1

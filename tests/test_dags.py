@@ -40,10 +40,16 @@ json.dump(out, sys.stdout)
 """
 
 
-def _parse(tmp: Path, sequential: bool) -> dict:
-    from ulm.orchestrate import airflow_env
+def _context(tmp: Path):
+    from ulm.core.context import RunContext
 
-    env = airflow_env(tmp / "warehouse.duckdb", ULM_SEQUENTIAL_TASKS="1" if sequential else "0")
+    return RunContext.create(warehouse=tmp / "warehouse.duckdb")
+
+
+def _parse(tmp: Path, sequential: bool) -> dict:
+    from ulm.orchestration.airflow_env import airflow_env
+
+    env = airflow_env(_context(tmp), ULM_SEQUENTIAL_TASKS="1" if sequential else "0")
     proc = subprocess.run([sys.executable, "-c", PARSE], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -51,11 +57,11 @@ def _parse(tmp: Path, sequential: bool) -> dict:
 
 @pytest.fixture(scope="module")
 def parsed(tmp_path_factory, monkeypatch_module) -> dict:
-    from ulm.orchestrate import airflow_env, dbt_manifest_path, ensure_manifest
+    from ulm.orchestration.airflow_env import airflow_env, dbt_manifest_path, ensure_manifest
 
     tmp = tmp_path_factory.mktemp("dags")
     monkeypatch_module.setenv("ULM_DATA_DIR", str(tmp))
-    ensure_manifest(airflow_env(tmp / "warehouse.duckdb"))
+    ensure_manifest(airflow_env(_context(tmp)))
     manifest = json.loads(dbt_manifest_path().read_text())
     models = sorted(n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model")
     return {"deployment": _parse(tmp, sequential=False), "sequential": _parse(tmp, sequential=True),
@@ -78,6 +84,11 @@ def test_dags_import_without_errors_or_warnings(parsed: dict) -> None:
         assert all(d["doc_md"] for d in bag["dags"].values())
 
 
+def _up(tasks: dict, task_id: str) -> list[str]:
+    """Upstream tasks other than ``context`` (which every ULM task reads)."""
+    return [u for u in tasks[task_id]["upstream"] if u != "context"]
+
+
 def _daily(parsed: dict, mode: str = "deployment") -> dict:
     return parsed[mode]["dags"]["ulm_daily"]["tasks"]
 
@@ -85,12 +96,15 @@ def _daily(parsed: dict, mode: str = "deployment") -> dict:
 def test_daily_pipeline_order(parsed: dict) -> None:
     tasks = _daily(parsed)
     producer = "dbt_audit.dbt_producer_watcher"
-    assert tasks["gate_landing"]["upstream"] == ["ingest"]
+    own = [t for t in tasks if not t.startswith("dbt_audit.") and t != "context"]
+    assert tasks["context"]["upstream"] == [] and all("context" in tasks[t]["upstream"] for t in own)
+    assert _up(tasks, "ingest") == []  # the run context is resolved once, first
+    assert _up(tasks, "gate_landing") == ["ingest"]
     assert tasks[producer]["upstream"] == ["gate_landing"]
     assert "dbt_audit.dbt_producer_watcher_done" in tasks["gate_staging"]["upstream"]
-    assert tasks["gate_marts"]["upstream"] == ["gate_staging"]
-    assert tasks["publish"]["upstream"] == ["gate_marts"]
-    assert tasks["export_audiences"]["upstream"] == ["publish"]
+    assert _up(tasks, "gate_marts") == ["gate_staging"]
+    assert _up(tasks, "publish") == ["gate_marts"]
+    assert _up(tasks, "export_audiences") == ["publish"]
     assert tasks["export_audiences"]["outlets"] == ["ulm_published_marts"]
     # every dbt task is upstream of Gate 2 (through the group's leaves): nothing is published before dbt ends
     assert _ancestors(tasks, "gate_staging") >= {t for t in tasks if t.startswith("dbt_audit.")}
@@ -130,7 +144,7 @@ def test_retries_docs_and_failure_callbacks(parsed: dict) -> None:
 def test_ml_dag_is_asset_and_time_scheduled(parsed: dict) -> None:
     ml = parsed["deployment"]["dags"]["ulm_ml"]
     assert "AssetOrTimeSchedule" in ml["schedule"] and "ulm_published_marts" in ml["schedule"]
-    assert ml["tasks"]["score"]["upstream"] == ["train"]
+    assert _up(ml["tasks"], "score") == ["train"]
     assert ml["tasks"]["score"]["trigger_rule"] == "none_failed"  # scores also when training is skipped
 
 
@@ -203,7 +217,7 @@ def test_compose_services_and_healthchecks(compose: dict) -> None:
 
 
 def test_compose_environment_matches_the_code(compose: dict) -> None:
-    from ulm.orchestrate import POOL
+    from ulm.orchestration.airflow_env import POOL
 
     services = compose["services"]
     airflow = [s for n, s in services.items() if n.startswith("airflow-")]
@@ -219,12 +233,13 @@ def test_compose_environment_matches_the_code(compose: dict) -> None:
     assert mounts[data] == "ulm-data" and "ulm-data" in compose["volumes"]
     for key in ("ULM_WAREHOUSE", "ULM_LANDING_DIR", "AIRFLOW__COSMOS__CACHE_DIR"):
         assert env[key].startswith(data + "/"), key  # on the shared volume
-    # variables the DAGs and ulm.orchestrate read are all set
+    # variables the DAGs and ulm.orchestration.runner read are all set
     for key in ("ULM_PII_KEY", "ULM_DAG_START_DATE", "ULM_DAG_CATCHUP", "MLFLOW_TRACKING_URI"):
         assert key in env
-    code = (ROOT / "dags" / "ulm_common.py").read_text() + (ROOT / "ulm" / "config.py").read_text()
+    from ulm.core.settings import ENV_VARS
+
     for key in ("ULM_DAG_START_DATE", "ULM_DAG_CATCHUP", "ULM_WAREHOUSE", "ULM_DATA_DIR"):
-        assert key in code
+        assert key in ENV_VARS  # read by the settings loader
     # the single-writer pool the DAGs use is created by airflow-init; dbt gets the PII key as its secret
     assert f"pools set {POOL} 1" in " ".join(services["airflow-init"]["command"])
     entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()

@@ -19,18 +19,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ulm.build import build, run_dbt
-from ulm.config import param
-from ulm.contract import CHANNELS, EVENT_TYPES, PLATFORMS, TABLES, raw_ddl
-from ulm.errors import UlmError
+from ulm.core.context import RunContext
+from ulm.core.contract import CHANNELS, EVENT_TYPES, PLATFORMS, TABLES, raw_ddl
+from ulm.core.errors import UlmError
+from ulm.core.settings import param
+from ulm.transform.dbt import build, run_dbt
 
 pytestmark = pytest.mark.slow
 
-MY_MARTS = "staging +marts.core +marts.lifecycle +marts.kpi"
+CORE_MARTS = "staging +marts.core +marts.lifecycle +marts.kpi"
 # dbtcore's own models (their data tests and unit tests are run by the full-build fixture)
-MY_NODES = ("staging intermediate.identity intermediate.activity intermediate.social intermediate.ml "
+CORE_NODES = ("staging intermediate.identity intermediate.activity intermediate.social intermediate.ml "
             "intermediate.lifecycle marts.core marts.lifecycle marts.kpi")
-# only tests whose every parent is selected (other helpers' marts are not built here)
+# only tests whose every parent is selected (the other marts are not built here)
 os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
 AS_OF = date(2025, 5, 25)
 INCREMENTAL_DAYS = 5
@@ -194,9 +195,9 @@ def full_wh(raw_frames, tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]
     wh = tmp_path_factory.mktemp("dbtcore_full") / "wh.duckdb"
     shutil.copy(raw_path, wh)
     _append(wh, "events", _late_events(frames), datetime(2025, 4, 25))
-    result = run_dbt("run", AS_OF, wh, select=MY_MARTS, progress=False)
+    result = run_dbt(RunContext.create(as_of=AS_OF, warehouse=wh), "run", select=CORE_MARTS, progress=False)
     assert result["success"] and result["model_timings"]
-    tested = run_dbt("test", AS_OF, wh, select=MY_NODES, progress=False)
+    tested = run_dbt(RunContext.create(as_of=AS_OF, warehouse=wh), "test", select=CORE_NODES, progress=False)
     assert len(tested["nodes"]) > 50
     return wh, frames
 
@@ -215,11 +216,11 @@ def test_daily_incremental_runs_equal_full_build(full_wh, raw_frames, tmp_path):
     inc = tmp_path / "inc.duckdb"
     shutil.copy(raw_path, inc)
     first = AS_OF - timedelta(days=INCREMENTAL_DAYS)
-    run_dbt("run", first, inc, select=MY_MARTS, progress=False)
+    run_dbt(RunContext.create(as_of=first, warehouse=inc), "run", select=CORE_MARTS, progress=False)
     for i in range(1, INCREMENTAL_DAYS + 1):
         if i == INCREMENTAL_DAYS:  # late rows for an old business day arrive just before the last daily run
             _append(inc, "events", _late_events(frames), datetime(2025, 4, 25))
-        run_dbt("run", first + timedelta(days=i), inc, select=MY_MARTS, progress=False)
+        run_dbt(RunContext.create(as_of=first + timedelta(days=i), warehouse=inc), "run", select=CORE_MARTS, progress=False)
 
     con = duckdb.connect()
     con.execute(f"attach '{full_path}' as f (read_only)")
@@ -230,9 +231,9 @@ def test_daily_incremental_runs_equal_full_build(full_wh, raw_frames, tmp_path):
     for schema, table in tables:
         if table == "int_identity_changes":  # by definition relative to the previous build
             continue
-        cols = [r[0] for r in con.execute(f"select column_name from duckdb_columns() where database_name = 'f' "
-                                          f"and schema_name = ? and table_name = ? and column_name not like '\\_%' "
-                                          f"escape '\\'", [schema, table]).fetchall()]
+        cols = [r[0] for r in con.execute("select column_name from duckdb_columns() where database_name = 'f' "
+                                          "and schema_name = ? and table_name = ? and column_name not like '\\_%' "
+                                          "escape '\\'", [schema, table]).fetchall()]
         col_list = ", ".join(f'"{c}"' for c in cols)
         for a, b in (("f", "i"), ("i", "f")):
             diff = con.execute(f"select count(*) from (select {col_list} from {a}.{schema}.{table} "
@@ -506,7 +507,7 @@ def test_erased_account_is_absent_from_staging_and_marts(full_wh):
 def test_missing_pii_key_is_a_one_line_error(monkeypatch, tmp_path):
     monkeypatch.delenv("ULM_PII_KEY", raising=False)
     with pytest.raises(UlmError, match="ULM_PII_KEY") as exc:
-        build(AS_OF, tmp_path / "wh.duckdb")
+        build(RunContext.create(as_of=AS_OF, warehouse=tmp_path / "wh.duckdb"))
     assert "\n" not in str(exc.value)
 
 
@@ -517,6 +518,6 @@ def test_failing_data_test_is_a_one_line_summary(tmp_path):
         con.execute(raw_ddl("users"))
         con.execute("insert into raw.users (user_id, platform, registered_at) values ('u1', 'bogus', '2025-01-01')")
     with pytest.raises(UlmError) as exc:
-        build(AS_OF, wh, select="stg_users", progress=False)
+        build(RunContext.create(as_of=AS_OF, warehouse=wh), select="stg_users", progress=False)
     message = str(exc.value)
     assert "\n" not in message and "accepted_values_stg_users_platform" in message

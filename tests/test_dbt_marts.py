@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ulm.build import run_dbt
-from ulm.config import cdnow_dir, param
-from ulm.contract import CHANNELS, PLATFORMS, TABLES, raw_ddl
+from ulm.core.context import RunContext
+from ulm.core.contract import CHANNELS, PLATFORMS, TABLES, raw_ddl
+from ulm.core.settings import cdnow_dir, param
+from ulm.transform.dbt import run_dbt
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +35,11 @@ CDNOW_SAMPLE = cdnow_dir() / "CDNOW_sample.txt"
 AS_OF = date(2025, 6, 30)
 NEXT_DAY = AS_OF + timedelta(days=1)
 START = datetime(2024, 6, 1)
-MY_MARTS = "+path:models/marts/segmentation +path:models/marts/interventions"
+SEGMENT_MARTS = "+path:models/marts/segmentation +path:models/marts/interventions"
 # the audience model and its segment inputs only (dbtcore's models stay as built for AS_OF: enough to test history)
-MY_INCREMENTAL = "int_person_activity_summary int_community_members int_person_social_tiers mart_interventions"
+SEGMENT_INCREMENTAL = "int_person_activity_summary int_community_members int_person_social_tiers mart_interventions"
 
-RFM_SEGMENTS = [  # SPEC §7, first match wins: (code, predicate on r, f, m)
+RFM_SEGMENTS = [  # docs/METRICS.md#segmentation-and-tiers, first match wins: (code, predicate on r, f, m)
     ("champions", lambda r, f, m: r >= 4 and f >= 4 and m >= 4),
     ("loyal", lambda r, f, m: r >= 3 and f >= 3),
     ("new", lambda r, f, m: r == 5 and f == 1),
@@ -67,7 +68,7 @@ def _frame(table: str, data: dict) -> pd.DataFrame:
 
 def make_raw(path: Path, n_users: int = 500, seed: int = 11) -> dict[str, pd.DataFrame]:
     """Small raw layer: one person per account (distinct phones), orders with ties and partial/full refunds,
-    order times spread over the UTC hours that straddle the Shanghai midnight, events for the §10 rules."""
+    order times spread over the UTC hours that straddle the Shanghai midnight, events for the intervention rules."""
     rng = np.random.default_rng(seed)
     horizon = (datetime.combine(NEXT_DAY, datetime.min.time()) - START).days
     user_id = np.array([f"u{i:04d}" for i in range(n_users)])
@@ -148,14 +149,14 @@ def _query(wh: Path, sql: str) -> pd.DataFrame:
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pd.DataFrame]]:
     wh = tmp_path_factory.mktemp("marts") / "warehouse.duckdb"
     raw = make_raw(wh)
-    run_dbt("run", AS_OF, wh, select=MY_MARTS, progress=False)
+    run_dbt(RunContext.create(as_of=AS_OF, warehouse=wh), "run", select=SEGMENT_MARTS, progress=False)
     return wh, raw
 
 
 # ---------------------------------------------------------------- independent pandas recomputation
 
 def _person_days(wh: Path, raw: dict[str, pd.DataFrame], as_of: date) -> pd.DataFrame:
-    """Per person and business day up to as_of: is_purchase_day, net revenue (from raw orders, SPEC §1/§4)."""
+    """Per person and business day up to as_of: is_purchase_day, net revenue (from raw orders, docs/METRICS.md#activity-primitives)."""
     identity = _query(wh, "select user_id, person_id from intermediate.int_identity")
     o = raw["orders"].merge(identity, on="user_id")
     local = o["order_ts"].dt.tz_localize("UTC").dt.tz_convert(param("business_timezone"))
@@ -232,11 +233,11 @@ def test_interventions_consent_holdout_and_history(warehouse) -> None:
     assert len(silent) > 50 and 0.02 < silent["is_holdout"].mean() < 0.25
 
     # next day: history accumulates; re-running a day replaces (not duplicates) its rows
-    run_dbt("run", NEXT_DAY, wh, select=MY_INCREMENTAL, progress=False)
+    run_dbt(RunContext.create(as_of=NEXT_DAY, warehouse=wh), "run", select=SEGMENT_INCREMENTAL, progress=False)
     first = _query(wh, "select audience_date, count(*) as n from marts.mart_interventions group by 1 order by 1")
     assert [d.date() for d in first["audience_date"]] == [AS_OF, NEXT_DAY]
     assert int(first["n"].iloc[0]) == len(aud)
-    run_dbt("run", NEXT_DAY, wh, select=MY_INCREMENTAL, progress=False)
+    run_dbt(RunContext.create(as_of=NEXT_DAY, warehouse=wh), "run", select=SEGMENT_INCREMENTAL, progress=False)
     again = _query(wh, "select audience_date, count(*) as n from marts.mart_interventions group by 1 order by 1")
     pd.testing.assert_frame_equal(first, again)
 

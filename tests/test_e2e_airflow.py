@@ -24,13 +24,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ulm.errors import UlmError
-from ulm.publish import table_checksums
+from ulm.core.context import RunContext
+from ulm.core.errors import UlmError
+from ulm.transform.publish import table_checksums
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 END = date(2025, 6, 30)
-# marts that keep one slice per as-of day (SPEC §10 daily audiences and alerts; incremental, full refresh off)
+# marts that keep one slice per as-of day (docs/METRICS.md#interventions daily audiences and alerts; incremental, full refresh off)
 # and the outcomes derived from them: a direct build holds only the last day, so they are compared on it
 HISTORY = {"mart_interventions": "audience_date", "mart_alerts": "alert_date",
            "mart_intervention_outcomes": "audience_date"}
@@ -60,23 +61,24 @@ def env(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def direct(env) -> Path:
     """The reference: ingest + plain ``dbt build`` as of END into its own warehouse."""
-    from ulm.build import build
     from ulm.ingest import ingest_dir
+    from ulm.transform.dbt import build
 
     wh = env["root"] / "direct.duckdb"
     ingest_dir(env["landing"], wh, until=END, progress=False)
-    build(as_of=END, warehouse=wh, progress=False)
+    build(RunContext.create(as_of=END, warehouse=wh), progress=False)
     return wh
 
 
 @pytest.fixture(scope="session")
 def backfilled(env) -> dict:
-    from ulm.orchestrate import backfill
+    from ulm.orchestration.runner import backfill
 
     wh = env["root"] / "dag.duckdb"
     t0 = time.perf_counter()
     # train=False: training is the ML suite's subject; here the ML DAG runs and skips scoring (no champion)
-    result = backfill(END - timedelta(days=2), END, wh, landing_dir=env["landing"], train=False)
+    ctx = RunContext.create(warehouse=wh, landing_dir=env["landing"])
+    result = backfill(END - timedelta(days=2), END, ctx, train=False)
     return {"warehouse": wh, "result": result, "seconds": time.perf_counter() - t0}
 
 
@@ -112,27 +114,30 @@ def test_backfill_runs_every_day_and_matches_a_direct_build(env, backfilled, dir
 
 
 def test_rerun_is_idempotent_and_a_concurrent_run_is_refused(env, backfilled) -> None:
-    from ulm.orchestrate import lock_path, run
+    from ulm.orchestration.runner import run
+    from ulm.warehouse.lock import lock_path
 
     wh = backfilled["warehouse"]
     before = table_checksums(wh)
-    script = ("import sys, json; from datetime import date; from pathlib import Path; "
-              "from ulm.orchestrate import run; "
-              f"r = run(date.fromisoformat('{END}'), Path(r'{wh}'), landing_dir=Path(r'{env['landing']}'), ml=False); "
+    ctx = RunContext.create(as_of=END, warehouse=wh, landing_dir=env["landing"])
+    script = ("import sys, json; from datetime import date; from ulm.core.context import RunContext; "
+              "from ulm.orchestration.runner import run; "
+              f"r = run(RunContext.create(as_of=date.fromisoformat('{END}'), warehouse=r'{wh}', "
+              f"landing_dir=r'{env['landing']}'), ml=False); "
               "print(json.dumps(r['dags']['ulm_daily']['state']))")
     first = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait until the first run holds the lock
-            text = lock_path().read_text() if lock_path().exists() else ""
+            text = lock_path(wh).read_text() if lock_path(wh).exists() else ""
             if f'"pid": {first.pid}' in text:
                 break
             time.sleep(0.2)
         else:
             pytest.fail("the first run never took the lock")
         with pytest.raises(UlmError, match=rf"another ULM run is writing the warehouse \(pid {first.pid}"):
-            run(END, wh, landing_dir=env["landing"], ml=False)
+            run(ctx, ml=False)
         out, err = first.communicate(timeout=1800)
     finally:
         if first.poll() is None:
@@ -143,7 +148,7 @@ def test_rerun_is_idempotent_and_a_concurrent_run_is_refused(env, backfilled) ->
 
 
 def test_gate_failure_keeps_published_marts_and_stops_export_and_scoring(env, backfilled) -> None:
-    from ulm.orchestrate import run
+    from ulm.orchestration.runner import run
 
     wh = env["root"] / "failing.duckdb"
     shutil.copy(backfilled["warehouse"], wh)
@@ -155,7 +160,7 @@ def test_gate_failure_keeps_published_marts_and_stops_export_and_scoring(env, ba
     scores_before = _count(wh, "SELECT count(*) FROM ml.scores")
 
     with pytest.raises(UlmError) as err:
-        run(bad_day, wh, landing_dir=landing)
+        run(RunContext.create(as_of=bad_day, warehouse=wh, landing_dir=landing))
     message = str(err.value)
     assert "ulm_daily" in message and "gate_landing" in message and "invalid_ratio" in message
 

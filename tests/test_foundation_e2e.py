@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import duckdb
 import pytest
 
-from ulm.errors import ContractError
+from ulm.core.errors import ContractError
 from ulm.generate import generate
 from ulm.ingest import ingest_dir
 

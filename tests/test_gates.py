@@ -1,7 +1,7 @@
 """Quality gates, write-audit-publish and the run lock, on small hand-built warehouses (no Airflow, real GX).
 
 A consistent little warehouse (3 persons, 10 days) passes every gate; each test then breaks exactly one
-SPEC §12 rule and checks that the right gate fails, naming the expectation and its observed value, and that
+docs/METRICS.md#quality-gates-and-publishing rule and checks that the right gate fails, naming the expectation and its observed value, and that
 the result rows land in ``audit.gate_results``.
 """
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from expectations.core import GateFailed
-from expectations.gates import gate_landing, gate_marts, gate_staging
-from ulm.errors import UlmError
+from ulm.core.context import RunContext
+from ulm.core.errors import UlmError
+from ulm.quality.core import GateFailed
+from ulm.quality.gates import gate_landing, gate_marts, gate_staging
 
 AS_OF = date(2025, 3, 10)
 DAYS = "(SELECT CAST(unnest(generate_series(DATE '2025-03-01', DATE '2025-03-10', INTERVAL 1 DAY)) AS DATE) AS day)"
@@ -95,6 +96,12 @@ def wh(tmp_path: Path) -> Path:
     return path
 
 
+def _ctx(path: Path, run_id: str, data_dir: Path | None = None, prefix: str = "audit_") -> RunContext:
+    """The run context a DAG task would pass: this warehouse, the audit prefix, GX docs under ``data_dir``."""
+    ctx = RunContext.create(as_of=AS_OF, warehouse=path, schema_prefix=prefix, run_id=run_id)
+    return ctx.with_(data_dir=data_dir) if data_dir else ctx
+
+
 def _sql(path: Path, sql: str) -> None:
     with duckdb.connect(str(path)) as con:
         con.execute(sql)
@@ -106,8 +113,8 @@ def _rows(path: Path, sql: str) -> list[tuple]:
 
 
 def test_consistent_warehouse_passes_gates_2_and_3(wh: Path, tmp_path: Path) -> None:
-    staged = gate_staging(wh, AS_OF, "run-ok", data_root=tmp_path)
-    marts = gate_marts(wh, AS_OF, "run-ok", data_root=tmp_path)
+    staged = gate_staging(_ctx(wh, "run-ok", tmp_path))
+    marts = gate_marts(_ctx(wh, "run-ok", tmp_path))
     assert staged["failed"] == [] and marts["failed"] == []
     assert staged["expectations"] > 30 and marts["expectations"] > 15
     stored = _rows(wh, "SELECT gate, count(*), bool_and(success) FROM audit.gate_results "
@@ -117,11 +124,11 @@ def test_consistent_warehouse_passes_gates_2_and_3(wh: Path, tmp_path: Path) -> 
 
 
 def test_proportion_columns_are_recognised_by_name() -> None:
-    from expectations.marts import is_proportion
+    from ulm.quality.marts import is_proportion
 
     assert all(map(is_proportion, ["stickiness", "repurchase_rate_90d", "paid_conversion_30d", "ugc_share",
                                    "retained_d7_rate", "high_value_gmv_share"]))
-    # counts and the interactions-per-view ratio (may exceed 1, SPEC §6) are not proportions
+    # counts and the interactions-per-view ratio (may exceed 1, docs/METRICS.md#kpis) are not proportions
     assert not any(map(is_proportion, ["n_share", "share_events_30d", "content_interaction_rate_30d",
                                        "new_persons_via_share", "share_id", "k_factor"]))
 
@@ -149,7 +156,7 @@ def test_gate_2_fails_on_each_staging_defect(wh: Path, tmp_path: Path, defect: s
     sql, where, observed = STAGING_DEFECTS[defect]
     _sql(wh, sql)
     with pytest.raises(GateFailed) as err:
-        gate_staging(wh, AS_OF, f"run-{defect}", data_root=tmp_path)
+        gate_staging(_ctx(wh, f"run-{defect}", tmp_path))
     message = str(err.value)
     assert message.startswith("gate staging failed") and where in message and observed in message
     failed = _rows(wh, f"SELECT frame || '.' || \"column\" FROM audit.gate_results "
@@ -161,7 +168,7 @@ def test_volume_warning_is_stored_but_does_not_fail(wh: Path, tmp_path: Path) ->
     # 60 of 100 events left on the as-of day: deviation 0.4 ... keep 40 -> 0.6: above warn (0.5), below fail (0.8)
     _sql(wh, "DELETE FROM audit_staging.stg_events WHERE event_date = DATE '2025-03-10' "
              "AND CAST(split_part(event_id, '_', 2) AS INTEGER) >= 40")
-    report = gate_staging(wh, AS_OF, "run-warn", data_root=tmp_path)
+    report = gate_staging(_ctx(wh, "run-warn", tmp_path))
     assert report["failed"] == []
     assert any("volume_deviation" in w and "observed=0.6" in w for w in report["warnings"])
     assert _rows(wh, "SELECT count(*) FROM audit.gate_results WHERE run_id = 'run-warn' AND NOT success "
@@ -194,7 +201,7 @@ def test_gate_3_fails_on_each_marts_invariant(wh: Path, tmp_path: Path, defect: 
     sql, where = MART_DEFECTS[defect]
     _sql(wh, sql)
     with pytest.raises(GateFailed) as err:
-        gate_marts(wh, AS_OF, f"run-{defect}", data_root=tmp_path)
+        gate_marts(_ctx(wh, f"run-{defect}", tmp_path))
     message = str(err.value)
     assert message.startswith("gate marts failed") and where in message and "observed=" in message
 
@@ -202,13 +209,13 @@ def test_gate_3_fails_on_each_marts_invariant(wh: Path, tmp_path: Path, defect: 
 def test_rate_failure_names_the_column(wh: Path, tmp_path: Path) -> None:
     _sql(wh, MART_DEFECTS["rate_above_one"][0])
     with pytest.raises(GateFailed, match=r"mart_kpi_daily\.stickiness in \[0\.5, 1\.2\]"):
-        gate_marts(wh, AS_OF, "run-rate", data_root=tmp_path)
+        gate_marts(_ctx(wh, "run-rate", tmp_path))
 
 
 # ------------------------------------------------------------------------------------------- Gate 1
 
 def _landing_wh(tmp_path: Path) -> Path:
-    from ulm.ingest.warehouse import ensure_raw_schema
+    from ulm.warehouse import ensure_raw_schema
 
     path = tmp_path / "landing.duckdb"
     with duckdb.connect(str(path)) as con:
@@ -232,7 +239,7 @@ SINCE = datetime(2025, 3, 10, 0, 0, 0)
 
 def test_gate_1_passes_on_reconciled_loads_of_this_run(tmp_path: Path) -> None:
     path = _landing_wh(tmp_path)
-    report = gate_landing(path, AS_OF, "run-1", SINCE, data_root=tmp_path)
+    report = gate_landing(_ctx(path, "run-1", tmp_path, prefix=""), SINCE)
     assert report["failed"] == []  # the old failed load is not part of this run
 
 
@@ -249,7 +256,7 @@ def test_gate_1_fails(tmp_path: Path, defect: str, sql: str, where: str) -> None
     path = _landing_wh(tmp_path)
     _sql(path, sql)
     with pytest.raises(GateFailed) as err:
-        gate_landing(path, AS_OF, f"run-{defect}", SINCE, data_root=tmp_path)
+        gate_landing(_ctx(path, f"run-{defect}", tmp_path, prefix=""), SINCE)
     assert where in str(err.value)
     if defect == "failed_load":
         assert "column platform: bad_enum" in str(err.value)
@@ -258,16 +265,16 @@ def test_gate_1_fails(tmp_path: Path, defect: str, sql: str, where: str) -> None
 # ------------------------------------------------------------------------------- write-audit-publish
 
 def checksums(path: Path, schema: str = "marts") -> dict[str, str]:
-    from ulm.publish import table_checksums
+    from ulm.transform.publish import table_checksums
 
     return table_checksums(path, schema)
 
 
 def test_publish_swaps_atomically_and_rolls_back(wh: Path) -> None:
-    from ulm.publish import publish
+    from ulm.transform.publish import publish
 
     _sql(wh, "CREATE SCHEMA marts; CREATE TABLE marts.stale_table AS SELECT 1 AS x")
-    result = publish(wh, AS_OF, "run-pub")
+    result = publish(_ctx(wh, "run-pub"))
     assert result["tables"] == 6 and "stale_table" not in result["published"]
     assert checksums(wh, "marts") == checksums(wh, "audit_marts")
     before = checksums(wh, "marts")
@@ -275,16 +282,17 @@ def test_publish_swaps_atomically_and_rolls_back(wh: Path) -> None:
     _sql(wh, "CREATE VIEW audit_marts.zz_broken AS SELECT * FROM audit_marts.mart_rfm; "
              "DROP TABLE audit_marts.mart_rfm;")
     with pytest.raises(duckdb.Error):
-        publish(wh, AS_OF, "run-broken")
+        publish(_ctx(wh, "run-broken"))
     assert checksums(wh, "marts") == before
     assert _rows(wh, "SELECT run_id FROM audit.publish_log") == [("run-pub",)]
 
 
 def test_export_writes_one_parquet_and_csv_per_rule_without_holdout(wh: Path, tmp_path: Path) -> None:
-    from ulm.publish import export_audiences, publish
+    from ulm.transform.exports import export_audiences
+    from ulm.transform.publish import publish
 
-    publish(wh, AS_OF, "run-exp")
-    out = export_audiences(wh, AS_OF, tmp_path / "exports")
+    publish(_ctx(wh, "run-exp"))
+    out = export_audiences(_ctx(wh, "run-exp"), tmp_path / "exports")
     folder = tmp_path / "exports" / AS_OF.isoformat()
     assert out["rules"] == {"live_lapsed_7d": 1, "new_user_silent_3d": 1}
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -292,29 +300,30 @@ def test_export_writes_one_parquet_and_csv_per_rule_without_holdout(wh: Path, tm
     rows = _rows(wh, f"SELECT person_id FROM read_parquet('{folder}/*.parquet') ORDER BY 1")
     assert rows == [("p1",), ("p3",)]  # p2 is in the live_lapsed_7d holdout; the 03-09 row is another day
     assert "is_holdout" not in (folder / "live_lapsed_7d.csv").read_text().splitlines()[0]
-    export_audiences(wh, AS_OF, tmp_path / "exports")  # a re-run replaces the day's folder
+    export_audiences(_ctx(wh, "run-exp"), tmp_path / "exports")  # a re-run replaces the day's folder
     assert len(list(folder.iterdir())) == 4
 
 
 # ------------------------------------------------------------------------------------------ run lock
 
 def test_second_run_fails_clearly_while_the_lock_is_held(tmp_path: Path, monkeypatch) -> None:
-    from ulm.orchestrate import lock_path, run_lock
+    from ulm.warehouse.lock import lock_path, write_lock
 
-    monkeypatch.setenv("ULM_DATA_DIR", str(tmp_path))
+    wh = tmp_path / "wh.duckdb"
+    other_data_dir = tmp_path / "elsewhere"  # the lock belongs to the warehouse file, not to a data directory
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from ulm.orchestrate import run_lock\n"
-                               "with run_lock('ulm run --as-of 2025-03-10'):\n"
+        [sys.executable, "-c", "import sys, time; from ulm.warehouse import write_lock\n"
+                               f"with write_lock({str(wh)!r}, 'ulm run --as-of 2025-03-10'):\n"
                                "    print('locked', flush=True); time.sleep(3)"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "ULM_DATA_DIR": str(tmp_path)})
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "ULM_DATA_DIR": str(other_data_dir)})
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(UlmError, match=rf"pid {holder.pid}: ulm run --as-of 2025-03-10"):
-            with run_lock("second"):
+            with write_lock(wh, "second"):
                 pass
         t0 = time.monotonic()
-        with run_lock("waiting", wait_seconds=30) as path:  # waits for the holder, then gets the lock
-            assert path == lock_path()
+        with write_lock(wh, "waiting", wait_seconds=30) as path:  # waits for the holder, then gets the lock
+            assert path == lock_path(wh)
             assert time.monotonic() - t0 > 0.5
     finally:
         holder.wait(timeout=30)

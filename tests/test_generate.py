@@ -22,9 +22,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate_stats import calibration, connect  # noqa: E402
-from ulm.config import param  # noqa: E402
-from ulm.contract import EVENT_TYPES, ROW_RULES, TABLES
-from ulm.errors import UlmError
+
+from ulm.core.contract import EVENT_TYPES, ROW_RULES, TABLES
+from ulm.core.errors import UlmError
+from ulm.core.settings import param  # noqa: E402
 from ulm.generate import DEFAULT_END_DATE, generate
 from ulm.generate.defects import DUPLICATE, REASONS
 from ulm.generate.tables import schema
@@ -58,7 +59,7 @@ def q(con, sql: str, params=None):
     return con.execute(sql, params or []).fetchall()
 
 
-# ---------------------------------------------------------------- calibration (SPEC definitions)
+# ---------------------------------------------------------------- calibration (docs/METRICS.md definitions)
 def test_d7_retention(stats):
     assert 0.25 <= stats["d7_retention"] <= 0.30, stats["d7_retention"]
 
@@ -224,7 +225,7 @@ def test_identity_links_in_truth(con):
     for col in ("phone", "union_id"):
         assert q(con, f"""SELECT count(*) FROM (SELECT {col} FROM users JOIN acc USING (user_id)
                           WHERE {col} IS NOT NULL GROUP BY 1 HAVING count(DISTINCT true_person_id) > 1)""")[0][0] == 0
-    # ... but devices do (shared devices link nothing: SPEC §3)
+    # ... but devices do (shared devices link nothing: docs/METRICS.md#identity)
     assert q(con, """SELECT count(*) FROM (SELECT device_id FROM users JOIN acc USING (user_id)
                      GROUP BY 1 HAVING count(DISTINCT true_person_id) > 1)""")[0][0] > 10
     # multi-hop chains: A-B share a phone, B-C share a union id, A and C share neither

@@ -1,4 +1,4 @@
-"""Loader tests (SPEC §1, §2): reason codes, reconciliation, idempotence, orphans, drift, ratio, CSV/Parquet.
+"""Loader tests (docs/METRICS.md#landing-contract, #validity-quarantine-and-reconciliation): reason codes, reconciliation, idempotence, orphans, drift, ratio, CSV/Parquet.
 
 Fixtures are tiny landing folders built with pyarrow / csv in ``tmp_path``; every test loads them into
 a real DuckDB warehouse through ``ingest_dir`` and inspects ``raw.*``.
@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ulm import contract
-from ulm.errors import ContractError, UlmError
+from ulm.core import contract
+from ulm.core.errors import ContractError, UlmError
 from ulm.ingest import ingest_dir
 
 PA_TYPES = {

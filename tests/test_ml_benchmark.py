@@ -1,15 +1,20 @@
-"""`python -m ml.benchmark`: synthetic warehouse and the BG/NBD scaling table, run for real on tiny sizes.
+"""`python -m ulm.bench.ml`: synthetic warehouse and the BG/NBD scaling table, run for real on tiny sizes.
 
 Only the shape and sanity of the output are checked here; the speed goals live in the bench report.
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-import duckdb
 import pytest
+import yaml
 
-from ml import benchmark
+from ulm.bench import ml as benchmark
+from ulm.ml import features, synthetic
+from ulm.warehouse import connect_read_only
+
+MARTS = Path(__file__).resolve().parents[1] / "dbt_project" / "models" / "marts"
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +25,38 @@ def warehouse(tmp_path_factory):
     return path
 
 
-def test_synth_writes_the_intermediate_tables(warehouse):
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        persons = con.execute("select count(*) from intermediate.int_persons").fetchone()[0]
-        active = con.execute("select count(*) from intermediate.int_person_daily_activity").fetchone()[0]
-        orders = con.execute("select count(*) from intermediate.int_orders").fetchone()[0]
-        con.execute("select count(*) from intermediate.int_invites").fetchone()
-    assert persons == 1500 and active > persons and orders > 0
+def test_synth_writes_the_interface_tables(warehouse):
+    with connect_read_only(warehouse) as con:
+        n = {t: con.execute(f"select count(*) from marts.{t}").fetchone()[0] for t in features.INTERFACE}
+        snapshot_days = [r[0] for r in con.execute(
+            "select distinct snapshot_date from marts.fct_clv_snapshots order by 1").fetchall()]
+    assert n["dim_persons"] == 1500 and n["fct_person_activity_daily"] > 1500 and n["fct_orders"] > 0
+    assert n["fct_invites"] > 0 and n["fct_clv_snapshots"] > 0
+    # month ends from the first purchase month, plus the end day (here a month end itself)
+    assert snapshot_days[-1].isoformat() == "2025-12-31" and all((d.day > 27) for d in snapshot_days)
+
+
+def _contracts() -> dict[str, dict[str, str]]:
+    """{model: {column: data_type}} of the enforced dbt contracts in marts/core and marts/segmentation."""
+    out = {}
+    for yml in (MARTS / "core" / "_models.yml", MARTS / "segmentation" / "_models.yml"):
+        for model in yaml.safe_load(yml.read_text())["models"]:
+            if (model.get("config") or {}).get("contract", {}).get("enforced"):
+                out[model["name"]] = {c["name"]: c["data_type"] for c in model["columns"]}
+    return out
+
+
+def test_interface_is_contracted_and_synthetic_types_match(warehouse):
+    contracts = _contracts()
+    assert set(features.INTERFACE) <= set(contracts)
+    with connect_read_only(warehouse) as con:
+        for table, written in synthetic.TYPES.items():
+            got = dict(con.execute("select column_name, lower(data_type) from information_schema.columns "
+                                   "where table_schema = 'marts' and table_name = ?", [table]).fetchall())
+            contract = contracts[table]
+            assert set(written) <= set(contract), f"{table}: columns outside the contract"
+            for col in written:
+                assert got[col].replace(" ", "") == contract[col].replace(" ", "") == written[col], (table, col)
 
 
 def test_bgnbd_scaling_json(warehouse, tmp_path, capsys):
@@ -35,7 +65,7 @@ def test_bgnbd_scaling_json(warehouse, tmp_path, capsys):
                            "--out", str(out), "--no-warmup"]) == 0
     captured = capsys.readouterr()
     # progress goes to stderr (stdout may carry third-party log lines, e.g. arviz's import notices)
-    assert "200 persons" in captured.err and "[ml.benchmark]" not in captured.out
+    assert "200 persons" in captured.err and "[ulm.bench.ml]" not in captured.out
     report = json.loads(out.read_text())
     assert [row["persons"] for row in report["sizes"]] == [200, 400]
     for row in report["sizes"]:

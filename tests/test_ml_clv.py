@@ -1,4 +1,5 @@
-"""CDNOW check (SPEC §9): BG/NBD + Gamma-Gamma on the CDNOW 1/10 sample reproduce the published estimates.
+"""CDNOW check (docs/METRICS.md#machine-learning): BG/NBD + Gamma-Gamma on the CDNOW 1/10 sample reproduce the
+published estimates.
 
 The summary comes through the platform path: ``ulm ingest --cdnow`` -> dbt -> ``marts.mart_clv_summary``
 (session fixture ``cdnow_sample_warehouse``); a pandas recomputation straight from the file must agree with it.
@@ -11,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import clv
-from ulm.config import cdnow_dir
-from ulm.errors import UlmError
+from ulm.core.errors import UlmError
+from ulm.core.settings import cdnow_dir
+from ulm.ml import clv
 
 CDNOW = cdnow_dir() / "CDNOW_sample.txt"
 CAL_END = pd.Timestamp("1997-09-30")

@@ -1,35 +1,38 @@
 """Snapshots (point-in-time, labels) and the train -> register -> promote -> score path on a real DuckDB file.
 
-The four intermediate interface tables come from ``ml.synthetic`` (seeded); the lead can point the e2e test at
-the dbt-built warehouse once ``ulm generate/ingest/build`` are stable.
+The published interface tables ML reads (``ulm.ml.features.INTERFACE``: ``marts.dim_persons``,
+``fct_person_activity_daily``, ``fct_orders``, ``fct_invites``, ``fct_clv_snapshots``) come from
+``ulm.ml.synthetic.write_interface`` (seeded); the lead can point the e2e test at the dbt-built warehouse once
+``ulm generate/ingest/build`` are stable.
 """
 from __future__ import annotations
 
 import shutil
 from datetime import date
 
-import duckdb
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
-from ml import features, score, synthetic, train
-from ml.registry import CHAMPION
+from ulm.core.errors import UlmError
+from ulm.ml import features, score, synthetic, train
+from ulm.ml.registry import CHAMPION
+from ulm.warehouse import connect, connect_read_only
 
 AS_OF = date(2025, 12, 31)
-CUTOFF = date(2025, 6, 30)
+CUTOFF = date(2025, 6, 30)  # a month end: fct_clv_snapshots holds month ends and the as-of day
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
     path = tmp_path_factory.mktemp("wh") / "wh.duckdb"
-    synthetic.write_intermediate(path, persons=3000, days=540, end=AS_OF, seed=7)
+    synthetic.write_interface(path, persons=3000, days=540, end=AS_OF, seed=7)
     return path
 
 
 def _features(path, cutoff, as_of=None) -> pd.DataFrame:
-    with duckdb.connect(str(path), read_only=True) as con:
+    with connect_read_only(path) as con:
         df = features.snapshot(con, cutoff, as_of)
     return df.sort_values("person_id").reset_index(drop=True)
 
@@ -38,14 +41,15 @@ def test_no_leakage_after_cutoff(warehouse, tmp_path):
     full = _features(warehouse, CUTOFF, AS_OF)
     cut = tmp_path / "cut.duckdb"
     shutil.copy(warehouse, cut)
-    with duckdb.connect(str(cut)) as con:
-        n_deleted = con.execute("delete from intermediate.int_person_daily_activity where activity_date > ?",
+    with connect(cut) as con:
+        n_deleted = con.execute("delete from marts.fct_person_activity_daily where activity_date > ?",
                                 [CUTOFF]).fetchone()[0]
-        con.execute("delete from intermediate.int_orders where order_date > ?", [CUTOFF])
-        con.execute("delete from intermediate.int_invites where sent_date > ?", [CUTOFF])
-        con.execute("update intermediate.int_invites set invitee_person_id = null, accepted_date = null "
+        con.execute("delete from marts.fct_orders where order_date > ?", [CUTOFF])
+        con.execute("delete from marts.fct_invites where sent_date > ?", [CUTOFF])
+        con.execute("update marts.fct_invites set invitee_person_id = null, accepted_date = null, is_accepted = false "
                     "where accepted_date > ?", [CUTOFF])
-        con.execute("delete from intermediate.int_persons where registered_date > ?", [CUTOFF])
+        con.execute("delete from marts.dim_persons where registered_date > ?", [CUTOFF])
+        con.execute("delete from marts.fct_clv_snapshots where snapshot_date > ?", [CUTOFF])
     assert n_deleted > 1000
     truncated = _features(cut, CUTOFF, AS_OF)
     cols = features.feature_columns(full)
@@ -56,9 +60,9 @@ def test_no_leakage_after_cutoff(warehouse, tmp_path):
 
 def test_population_and_labels(warehouse):
     snap = _features(warehouse, CUTOFF, AS_OF)
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        act = con.execute("select person_id, activity_date from intermediate.int_person_daily_activity").df()
-        persons = con.execute("select person_id, consent_analytics from intermediate.int_persons").df()
+    with connect_read_only(warehouse) as con:
+        act = con.execute("select person_id, activity_date from marts.fct_person_activity_daily").df()
+        persons = con.execute("select person_id, consent_analytics from marts.dim_persons").df()
     act["activity_date"] = pd.to_datetime(act["activity_date"])
     c = pd.Timestamp(CUTOFF)
     recent = set(act.loc[(act["activity_date"] > c - pd.Timedelta(days=90)) & (act["activity_date"] <= c), "person_id"])
@@ -67,9 +71,25 @@ def test_population_and_labels(warehouse):
     future = act[(act["activity_date"] > c) & (act["activity_date"] <= c + pd.Timedelta(days=30))]
     expected = (~snap["person_id"].isin(set(future["person_id"]))).astype(int)
     np.testing.assert_array_equal(snap["churn_30d"].to_numpy(int), expected.to_numpy())
-    late = _features(warehouse, date(2025, 12, 15), AS_OF)
-    assert late["churn_30d"].isna().all() and late["churn_14d"].notna().all()  # 14 days observed, 30 not yet
+    late = _features(warehouse, date(2025, 11, 30), date(2025, 12, 20))  # labels observed up to Dec 20
+    assert late["churn_30d"].isna().all() and late["churn_14d"].notna().all()  # 20 days observed, 30 not yet
     assert late["ltv_365d"].isna().all()
+
+
+def test_clv_features_are_the_clv_snapshot_at_the_cutoff(warehouse):
+    snap = _features(warehouse, CUTOFF).set_index("person_id")
+    with connect_read_only(warehouse) as con:
+        clv = features.clv_snapshot(con, CUTOFF).set_index("person_id")
+    buyers = snap[snap["clv_frequency"].notna()]
+    assert len(buyers) > 100 and set(buyers.index) <= set(clv.index)
+    for col in features.CLV_COLUMNS:
+        np.testing.assert_allclose(buyers[f"clv_{col}"].astype(float), clv.loc[buyers.index, col].astype(float))
+    assert snap.loc[snap["clv_frequency"].isna(), "purchase_days_total"].eq(0).all()
+
+
+def test_cutoff_without_clv_snapshot_is_refused(warehouse):
+    with connect_read_only(warehouse) as con, pytest.raises(UlmError, match="fct_clv_snapshots.*2025-12-15"):
+        features.snapshot(con, date(2025, 12, 15))
 
 
 @pytest.mark.slow
@@ -92,7 +112,7 @@ def test_train_register_promote_score(warehouse, tmp_path, monkeypatch):
 
     first = score.score(AS_OF, warehouse)
     again = score.score(AS_OF, warehouse)  # same day: rows replaced, not duplicated
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with connect_read_only(warehouse) as con:
         s = con.execute("select * from ml.scores").df()
         fair = con.execute("select count(*) from ml.fairness_report").fetchone()[0]
         drift_ctx = {r[0] for r in con.execute("select distinct context from ml.drift_report").fetchall()}

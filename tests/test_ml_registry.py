@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import fairness, registry, tracking
-from ml.models import UlmModel, fit_lgbm, fit_logistic
+from ulm.ml import fairness, registry, tracking
+from ulm.ml.models import UlmModel, fit_lgbm, fit_logistic
 
 FEATURES = ["x1", "x2", "platform"]
 

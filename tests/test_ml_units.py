@@ -1,4 +1,4 @@
-"""Hand-checkable numbers for ml.metrics, ml.drift (PSI) and ml.fairness."""
+"""Hand-checkable numbers for ulm.ml.metrics, ulm.ml.drift (PSI) and ulm.ml.fairness."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import drift, fairness
-from ml import metrics as M
-from ulm.config import param
+from ulm.core.settings import param
+from ulm.ml import drift, fairness
+from ulm.ml import metrics as M
 
 
 def test_churn_metrics_by_hand():

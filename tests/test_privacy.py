@@ -1,4 +1,4 @@
-"""Privacy tools (SPEC §11): erasure removes a person's accounts everywhere; access exports one account."""
+"""Privacy tools (docs/METRICS.md#privacy): erasure removes a person's accounts everywhere; access exports one account."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,13 @@ from datetime import date, datetime
 import duckdb
 import pandas as pd
 import pytest
+from dbt_unit_tests import UNIT_TESTS
 
-from ulm.build import build
-from ulm.erasure import access_export, erase
+from ulm.core.context import RunContext
 from ulm.generate import generate
 from ulm.ingest import ingest_dir
+from ulm.privacy.erasure import access_export, erase
+from ulm.transform.dbt import build
 
 AS_OF = date(2025, 12, 31)
 
@@ -23,9 +25,10 @@ def built(tmp_path_factory):
     wh = base / "wh.duckdb"
     ingest_dir(base / "landing", wh, progress=False)
     # the full build with every dbt unit test (daily builds skip them; CI must not)
-    summary = build(as_of=AS_OF, warehouse=wh, progress=False, unit_tests=True)
+    summary = build(RunContext.create(as_of=AS_OF, warehouse=wh), progress=False, unit_tests=True)
     unit = [r for r in summary["nodes"] if r["resource_type"].endswith("unit_test")]
-    assert len(unit) >= 16 and all(r["status"] == "pass" for r in unit)
+    assert sorted(r["name"] for r in unit) == sorted(UNIT_TESTS)
+    assert all(r["status"] == "pass" for r in unit), [r["name"] for r in unit if r["status"] != "pass"]
     return base, wh
 
 
@@ -99,14 +102,14 @@ def test_access_then_erase_a_multi_account_person(built, tmp_path):
 
     # processed once: a second call does nothing; a rebuild does not bring the person back
     assert erase(wh)["requests"] == 0
-    build(as_of=AS_OF, warehouse=wh, progress=False)
+    build(RunContext.create(as_of=AS_OF, warehouse=wh), progress=False)
     con = duckdb.connect(str(wh), read_only=True)
     assert _mentions(con, accounts + persons) == {}
     con.close()
 
 
 def test_access_unknown_account_is_a_clear_error(built, tmp_path):
-    from ulm.errors import UlmError
+    from ulm.core.errors import UlmError
 
     _, wh = built
     with pytest.raises(UlmError, match="no data held"):

@@ -1,5 +1,5 @@
 {#-
-  Date helpers (SPEC §0). Everything DuckDB-specific sits behind adapter.dispatch.
+  Date helpers (docs/METRICS.md#conventions). Everything DuckDB-specific sits behind adapter.dispatch.
   business_date(ts)      naive-UTC timestamp -> DATE in p('business_timezone')
   add_days(date, n)      DATE + n days -> DATE
   days_between(a, b)     b - a in whole days (integer)

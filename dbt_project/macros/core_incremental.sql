@@ -9,7 +9,7 @@
   incremental_raw_prefilter(ts_col, date_col, loaded_col): the same window on a raw UTC timestamp (before the
     business-day conversion), so an incremental run converts and deduplicates only the recent rows.
   incremental_cleanup(date_col, user_col): pre-hook deleting rows after as_of (a backfill moved as_of back)
-    and rows of erased accounts (SPEC §11), so they never survive in an incremental table.
+    and rows of erased accounts (docs/METRICS.md#privacy), so they never survive in an incremental table.
 -#}
 
 {% macro incremental_start(date_col) -%}

@@ -1,5 +1,5 @@
 {#-
-  Rolling per-person window counts WITHOUT a persons x days grid (SPEC §6 window KPIs).
+  Rolling per-person window counts WITHOUT a persons x days grid (docs/METRICS.md#kpis window KPIs).
 
   rolling_person_deltas(name, source, window_days, condition, value_col, contribution_col)
     `source`: a relation/CTE with columns person_id, day_num (integer business day number), plus value columns.

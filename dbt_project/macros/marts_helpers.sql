@@ -9,7 +9,7 @@
   {{ add_days(date_expr if date_expr is not none else as_of_date(), -1 * n) }}
 {%- endmacro %}
 
-{#- `date_col` lies in the window (d-n, d] (SPEC §0 notation), d = as-of date unless `end_expr` is given. -#}
+{#- `date_col` lies in the window (d-n, d] (docs/METRICS.md#conventions notation), d = as-of date unless `end_expr` is given. -#}
 {% macro marts_in_window(date_col, n, end_expr=none) -%}
   ({{ date_col }} > {{ marts_days_before(n, end_expr) }} and {{ date_col }} <= {{ end_expr if end_expr is not none else as_of_date() }})
 {%- endmacro %}
@@ -19,7 +19,7 @@
   {{ add_days(add_periods('month', month_start_expr, 1), -1) }}
 {%- endmacro %}
 
-{#- SPEC §7 quintile score from rank() worst-first over n persons: ties share a score, 5 is best. -#}
+{#- docs/METRICS.md#segmentation-and-tiers quintile score from rank() worst-first over n persons: ties share a score, 5 is best. -#}
 {% macro marts_quintile_score(rank_expr, n_expr) -%}
   least(5, 1 + floor(5 * ({{ rank_expr }} - 1) / {{ n_expr }}))
 {%- endmacro %}
@@ -42,7 +42,7 @@
   (cast('0x' || left({{ dbt.hash(key_expr) }}, 8) as ubigint) % {{ buckets }})
 {%- endmacro %}
 
-{#- SPEC §10 holdout flag: hash of person_id and rule_id, holdout_pct percent of persons per rule. -#}
+{#- docs/METRICS.md#interventions holdout flag: hash of person_id and rule_id, holdout_pct percent of persons per rule. -#}
 {% macro marts_is_holdout(person_col, rule_col) -%}
   ({{ marts_hash_bucket(person_col ~ " || '|' || " ~ rule_col, 100) }} < {{ p('holdout_pct') }})
 {%- endmacro %}

@@ -1,5 +1,5 @@
 {#-
-  SPEC §10 intervention rules as data: rule_id -> action, and which level it works on.
+  docs/METRICS.md#interventions intervention rules as data: rule_id -> action, and which level it works on.
   Person-level rules feed mart_interventions; channel/KPI-level rules feed mart_alerts.
 -#}
 {% macro marts_intervention_rules() -%}

@@ -1,7 +1,7 @@
 """Business-day calendar of a run: dates, UTC day bounds, weekly cycle and promotion peaks.
 
 Day index ``t`` runs 0..days-1 and maps to the business date ``end_date - (days-1-t)`` in the business
-timezone (SPEC §0, param ``business_timezone``). Local seconds of a day map linearly into the UTC interval
+timezone (docs/METRICS.md#conventions, param ``business_timezone``). Local seconds of a day map linearly into the UTC interval
 ``[start, next_start)`` of that business day, so every generated timestamp lands in its business day.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ulm.config import param
+from ulm.core.settings import param
 
 # (month, day, peak multiplier on purchases, ramp-up days before the peak)
 PROMOTIONS = ((6, 18, 3.0, 17), (11, 11, 4.0, 21), (12, 12, 2.0, 6), (3, 8, 1.5, 3))

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.progress import track
 
-from ulm.contract import AGE_BANDS, CHANNELS, PLATFORMS, REGIONS, TABLES
-from ulm.errors import UlmError
+from ulm.core.contract import AGE_BANDS, CHANNELS, PLATFORMS, REGIONS, TABLES
+from ulm.core.errors import UlmError
 
 from . import tables as T
 from . import writer
@@ -44,7 +44,7 @@ def generate(out_dir: Path, persons: int = 20000, days: int = 365, end_date: dat
              progress: bool = True, settings: GenSettings | None = None) -> dict:
     """Simulate ``persons`` persons over the ``days`` business days ending ``end_date`` (default 2025-12-31).
 
-    Writes ``<out_dir>/<table>/<table>_YYYYMMDD.<fmt>`` (landing contract, ``ulm.contract.TABLES``),
+    Writes ``<out_dir>/<table>/<table>_YYYYMMDD.<fmt>`` (landing contract, ``ulm.core.contract.TABLES``),
     ``<truth_dir>/accounts.parquet``, ``<truth_dir>/persons.parquet`` and, with ``defects > 0``,
     ``<truth_dir>/defects_manifest.json``. Same arguments give byte-identical data. Returns a summary.
     """

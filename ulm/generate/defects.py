@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ulm.contract import TABLES
+from ulm.core.contract import TABLES
 
 from .writer import to_text
 

@@ -3,7 +3,7 @@
 Persons are drawn once, up front, sorted by registration day. Each person owns a primary account and,
 for ~``multi_account_share`` of persons, one or two secondary accounts on other platforms that are
 created later (only if the person is still around). Accounts of one person are linked the way OneID
-(SPEC §3) can discover: by a shared phone or a shared union_id, including multi-hop chains
+(docs/METRICS.md#identity) can discover: by a shared phone or a shared union_id, including multi-hop chains
 (A-B share a phone, B-C share a union_id). Unrelated persons sometimes share a device id.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ulm.contract import CHANNELS, PLATFORMS
+from ulm.core.contract import CHANNELS, PLATFORMS
 
 from .calendar import Calendar
 from .settings import CATEGORY_WEIGHTS, GenSettings

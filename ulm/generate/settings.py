@@ -1,9 +1,9 @@
-"""Calibration knobs of the synthetic generator (not SPEC parameters).
+"""Calibration knobs of the synthetic generator (not the metric parameters of dbt_project.yml).
 
-SPEC *(param)* values (windows, thresholds) live in ``dbt_project.yml`` and are read through
-``ulm.config.param``; the numbers below only shape the simulated field (how people behave), and were
+Parameter values (windows, thresholds) live in ``dbt_project.yml`` and are read through
+``ulm.core.settings.param``; the numbers below only shape the simulated field (how people behave), and were
 tuned so the default run lands in the ranges documented in ``docs/GENERATOR.md``.
-Vectors indexed by channel / platform follow the order of ``ulm.contract.CHANNELS`` / ``PLATFORMS``.
+Vectors indexed by channel / platform follow the order of ``ulm.core.contract.CHANNELS`` / ``PLATFORMS``.
 """
 from __future__ import annotations
 

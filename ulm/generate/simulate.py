@@ -17,13 +17,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ulm.contract import AGE_BANDS, CHANNELS, EVENT_TYPES, ORDER_STATUSES, PLATFORMS, REGIONS, SCENARIOS
+from ulm.core.contract import AGE_BANDS, CHANNELS, EVENT_TYPES, ORDER_STATUSES, PLATFORMS, REGIONS, SCENARIOS
 
 from . import tables as T
 from .calendar import Calendar
 from .population import CH, Accounts, Persons, sizes
-from .settings import (BROWSE_MIX, BROWSE_TYPES, CATEGORIES, CATEGORY_PRICE, CATEGORY_WEIGHTS,
-                       COUPON_VALUES_CNY, HOURLY_WEIGHTS, SCENARIO_MIX, GenSettings)
+from .settings import (
+    BROWSE_MIX,
+    BROWSE_TYPES,
+    CATEGORIES,
+    CATEGORY_PRICE,
+    CATEGORY_WEIGHTS,
+    COUPON_VALUES_CNY,
+    HOURLY_WEIGHTS,
+    SCENARIO_MIX,
+    GenSettings,
+)
 
 ET = {e: i for i, e in enumerate(EVENT_TYPES)}
 SC = {s: i for i, s in enumerate(SCENARIOS)}

@@ -1,11 +1,11 @@
-"""Arrow helpers: typed columns from numpy arrays and contract-ordered tables (``ulm.contract.TABLES``)."""
+"""Arrow helpers: typed columns from numpy arrays and contract-ordered tables (``ulm.core.contract.TABLES``)."""
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ulm.contract import TABLES
+from ulm.core.contract import TABLES
 
 ARROW_TYPES = {
     "string": pa.string(),

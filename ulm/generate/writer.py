@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ulm.contract import TABLES
+from ulm.core.contract import TABLES
 
 FORMATS = ("parquet", "csv")
 ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"

@@ -1,4 +1,4 @@
-"""Loaders from landing files into DuckDB schema ``raw`` (SPEC §1, §2) and the CDNOW mapping.
+"""Loaders from landing files into DuckDB schema ``raw`` (docs/METRICS.md#landing-contract, #validity-quarantine-and-reconciliation) and the CDNOW mapping.
 
 ``ingest_dir`` loads ``<landing_dir>/<table>/*.parquet|*.csv``; ``ingest_cdnow`` maps a CDNOW
 transaction file to users + orders and loads it through the same path. See docs/LOADING.md.

@@ -15,7 +15,7 @@ dollar_value) are whitespace separated. The mapping (defaults documented in docs
 The mapped rows are written as Parquet to a temporary landing folder and loaded by
 :func:`ulm.ingest.loader.ingest_files`, so they pass the same validation, quarantine and audit path.
 The only difference: ``min_valid_timestamp`` is lowered to the start of the CDNOW period (1997), since
-the SPEC floor (2015) is meant for live platform data, not this historical benchmark.
+the `min_valid_timestamp` floor (2015) is meant for live platform data, not this historical benchmark.
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from ulm import contract
-from ulm.config import param
-from ulm.errors import UlmError
+from ulm.core import contract
+from ulm.core.errors import UlmError
+from ulm.core.settings import param
 from ulm.ingest.loader import LandingFile, ingest_files
 from ulm.ingest.validate import ident, lit
 
@@ -39,8 +39,8 @@ USER_DEFAULTS: dict[str, str] = {
     "platform": "'content'",            # catalogue web shop: closest to content commerce
     "acquisition_channel": "'organic'",  # no acquisition data in CDNOW
     "region": "'US'",                    # CDNOW was a US retailer
-    "consent_analytics": "TRUE",         # so modelling (SPEC §9) includes these persons
-    "consent_marketing": "FALSE",        # never targeted by audiences (SPEC §10)
+    "consent_analytics": "TRUE",         # so modelling (docs/METRICS.md#machine-learning) includes these persons
+    "consent_marketing": "FALSE",        # never targeted by audiences (docs/METRICS.md#interventions)
 }
 ORDER_DEFAULTS: dict[str, str] = {
     "status": "'paid'",

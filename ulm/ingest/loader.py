@@ -1,4 +1,4 @@
-"""Landing files -> DuckDB schema ``raw`` (SPEC §1, §2). See docs/LOADING.md for the full behaviour.
+"""Landing files -> DuckDB schema ``raw`` (docs/METRICS.md#landing-contract, #validity-quarantine-and-reconciliation). See docs/LOADING.md for the full behaviour.
 
 One load = one file, in its own transaction:
 
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import duckdb
 
-from ulm import contract
-from ulm.config import param
-from ulm.errors import ContractError, UlmError
+from ulm.core import contract
+from ulm.core.errors import ContractError, UlmError
+from ulm.core.settings import param
 from ulm.ingest.validate import (
     DUPLICATE_KEY_CONFLICT,
     ORPHAN_REASON,
@@ -41,7 +41,7 @@ from ulm.ingest.validate import (
     row_hash_sql,
     stage_sql,
 )
-from ulm.ingest.warehouse import ensure_raw_schema, key_index, open_warehouse
+from ulm.warehouse import connect, ensure_raw_schema, transaction
 
 log = logging.getLogger("ulm.ingest")
 
@@ -81,6 +81,27 @@ class LoadResult:
     skipped: bool = False
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- key-hash index
+
+def key_index(table: str) -> str:
+    """Name of the key-hash index of a raw table (one UBIGINT per loaded row)."""
+    return f"raw._keys_{table}"
+
+
+def ensure_key_indexes(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``raw._keys_<table>`` for every raw table (backfilled from ``raw.<table>`` the first time).
+
+    Duplicate detection probes this narrow integer column instead of scanning every key string of a
+    large raw table; only on a hit are the raw rows themselves read. Rows deleted from raw (erasure)
+    leave stale hashes behind, which only cost a raw lookup that finds nothing.
+    """
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw'").fetchall()}
+    for table in contract.TABLES:
+        if f"_keys_{table}" not in have:
+            con.execute(f"CREATE TABLE {key_index(table)} (key_hash UBIGINT NOT NULL)")
+            con.execute(f"INSERT INTO {key_index(table)} SELECT {key_hash_sql(contract.TABLES[table])} FROM raw.{table}")
 
 
 # --------------------------------------------------------------------------- discovery
@@ -419,15 +440,13 @@ def load_file(con: duckdb.DuckDBPyConnection, lf: LandingFile, min_valid_timesta
     if previous:
         r.load_id, r.skipped = previous, True
         return r
-    con.execute("BEGIN TRANSACTION")
     try:
-        _run_load(con, lf, r, started, min_valid_timestamp)
-        _audit(con, r, "ok", "; ".join(r.warnings) or None, started)
-        _drop_temps(con)
-        con.execute("COMMIT")
+        with transaction(con):
+            _run_load(con, lf, r, started, min_valid_timestamp)
+            _audit(con, r, "ok", "; ".join(r.warnings) or None, started)
+            _drop_temps(con)
         ingested[(lf.table, sha)] = r.load_id  # a copy of the same file later in this run is skipped too
     except BaseException as exc:
-        con.execute("ROLLBACK")
         _drop_temps(con)
         failed = LoadResult(lf.table, r.load_id, r.source_file, sha)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -446,15 +465,13 @@ def release_only(con: duckdb.DuckDBPyConnection, table_name: str, min_valid_time
         return None
     now = utc_now()
     r = LoadResult(table_name, f"{table_name}:release:{now:%Y%m%dT%H%M%S}", "", "")
-    con.execute("BEGIN TRANSACTION")
     try:
-        r.rows_released, _ = _release_orphans(con, table, r.load_id, Rules.for_load(now, min_valid_timestamp), now)
-        if r.rows_released:
-            _audit(con, r, "ok", "released late-arriving rows", now)
-        _drop_temps(con)
-        con.execute("COMMIT")
+        with transaction(con):
+            r.rows_released, _ = _release_orphans(con, table, r.load_id, Rules.for_load(now, min_valid_timestamp), now)
+            if r.rows_released:
+                _audit(con, r, "ok", "released late-arriving rows", now)
+            _drop_temps(con)
     except BaseException:
-        con.execute("ROLLBACK")
         _drop_temps(con)
         raise
     return r if r.rows_released else None
@@ -495,9 +512,10 @@ def ingest_files(files: list[LandingFile], warehouse: Path, progress: bool = Tru
     for w in warnings:
         log.warning(w)
     tables = {t: _empty_summary() for t in table_order()}
-    con = open_warehouse(warehouse)
+    con = connect(warehouse)
     try:
         ensure_raw_schema(con)
+        ensure_key_indexes(con)
         bar, task = _progress(progress, len(files))
         ingested = _ingested_index(con)
         with bar:

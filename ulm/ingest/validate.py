@@ -1,9 +1,9 @@
-"""Set-based contract validation of one landing source (SPEC §1, §2), expressed as DuckDB SQL.
+"""Set-based contract validation of one landing source (docs/METRICS.md#landing-contract, #validity-quarantine-and-reconciliation), expressed as DuckDB SQL.
 
-Everything here builds SQL text from :mod:`ulm.contract`; nothing iterates over rows in Python.
+Everything here builds SQL text from :mod:`ulm.core.contract`; nothing iterates over rows in Python.
 
 * :func:`check_schema` compares the columns a file delivers with the contract and raises
-  :class:`~ulm.errors.ContractError` on schema drift (missing required column, a source type that
+  :class:`~ulm.core.errors.ContractError` on schema drift (missing required column, a source type that
   cannot represent the contract type).
 * :func:`stage_sql` returns one ``SELECT`` that parses every contract column with ``TRY_CAST``
   and assigns each row its first failing reason code, in the fixed order of :data:`REASON_CODES`.
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ulm import contract
-from ulm.config import param
-from ulm.contract import Column, Table
-from ulm.errors import ContractError
+from ulm.core import contract
+from ulm.core.contract import Column, Table
+from ulm.core.errors import ContractError
+from ulm.core.settings import param
 
 # Row-level reason codes, in the order they are checked: the first failing rule wins.
 REASON_CODES = (
@@ -52,7 +52,7 @@ _TSTZ_TYPES = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"}
 
 @dataclass(frozen=True)
 class Rules:
-    """Validity thresholds for one load (SPEC §2). ``future_limit`` = load time + tolerance (UTC)."""
+    """Validity thresholds for one load (docs/METRICS.md#validity-quarantine-and-reconciliation). ``future_limit`` = load time + tolerance (UTC)."""
 
     min_valid_timestamp: datetime
     future_limit: datetime
@@ -60,7 +60,7 @@ class Rules:
 
     @classmethod
     def for_load(cls, load_time: datetime, min_valid_timestamp: str | None = None) -> Rules:
-        """Rules from the SPEC params; ``min_valid_timestamp`` overrides the param (CDNOW history)."""
+        """Rules from the parameters; ``min_valid_timestamp`` overrides the param (CDNOW history)."""
         lo = min_valid_timestamp or str(param("min_valid_timestamp"))
         return cls(
             min_valid_timestamp=datetime.fromisoformat(lo),

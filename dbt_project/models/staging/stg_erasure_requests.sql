@@ -1,4 +1,4 @@
--- Erasure requests (SPEC §11). Every request applies regardless of the as-of date.
+-- Erasure requests (docs/METRICS.md#privacy). Every request applies regardless of the as-of date.
 with
 
 requests as (

@@ -5,8 +5,9 @@
     on_schema_change='fail',
     pre_hook="{{ incremental_cleanup('event_date', 'user_id') }}"
 ) }}
--- Behaviour events of known, non-erased accounts up to the as-of day, deduplicated (SPEC §1).
--- Incremental by business day with a lookback (late events) plus rows loaded since the previous build.
+-- Behaviour events of known, non-erased accounts up to the as-of day, deduplicated
+-- (docs/METRICS.md#landing-contract). Incremental by business day with a lookback (late events) plus rows loaded
+-- since the previous build.
 with
 
 events as (

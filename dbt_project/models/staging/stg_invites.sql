@@ -1,5 +1,5 @@
--- Invites sent by the as-of day (SPEC §1). An acceptance after the as-of day is not yet visible (null).
--- Invites sent by an erased account are dropped; an erased or not-yet-registered invitee is nulled
+-- Invites sent by the as-of day (docs/METRICS.md#landing-contract). An acceptance after the as-of day is not yet
+-- visible (null). Invites sent by an erased account are dropped; an erased or not-yet-registered invitee is nulled
 -- (the acceptance still counts in aggregates, without the identifier).
 with
 

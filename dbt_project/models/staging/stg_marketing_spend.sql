@@ -1,4 +1,5 @@
--- Marketing spend per day, channel and platform up to the as-of day (SPEC §1, §8).
+-- Marketing spend per day, channel and platform up to the as-of day (docs/METRICS.md#landing-contract,
+-- docs/METRICS.md#channel-economics).
 with
 
 spend as (

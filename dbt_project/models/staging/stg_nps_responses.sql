@@ -1,4 +1,4 @@
--- NPS answers of non-erased accounts up to the as-of day (SPEC §1, §6).
+-- NPS answers of non-erased accounts up to the as-of day (docs/METRICS.md#landing-contract, docs/METRICS.md#kpis).
 with
 
 responses as (

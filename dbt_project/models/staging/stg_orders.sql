@@ -5,7 +5,7 @@
     on_schema_change='fail',
     pre_hook="{{ incremental_cleanup('order_date', 'user_id') }}"
 ) }}
--- Orders of known, non-erased accounts up to the as-of day with the SPEC §1 money rules:
+-- Orders of known, non-erased accounts up to the as-of day with the money rules of docs/METRICS.md#landing-contract:
 -- purchase = paid, or refunded with refund < paid (partial refund); zero-amount paid orders are purchases;
 -- net = paid - refund (cancelled: 0); GMV = gross over paid and refunded orders.
 with

@@ -1,5 +1,5 @@
--- Accounts registered by the as-of day, deduplicated, PII replaced by keyed hashes (SPEC §1, §11).
--- Accounts with an erasure request are excluded from here on.
+-- Accounts registered by the as-of day, deduplicated, PII replaced by keyed hashes (docs/METRICS.md#landing-contract,
+-- docs/METRICS.md#privacy). Accounts with an erasure request are excluded from here on.
 with
 
 users as (

@@ -9,10 +9,10 @@
     ]
 ) }}
 -- depends_on: {{ ref('int_identity_changes') }}
--- Sparse person x business-day activity (SPEC §4): one row per day with >= 1 event or >= 1 order.
--- is_active_day = >= 1 event or >= 1 purchase (a day with only a cancelled/fully refunded order is not active).
--- Incremental: the day window, days touched by rows loaded since the previous build, and every day of persons
--- whose membership changed (their old rows were deleted by the pre-hook).
+-- Sparse person x business-day activity (docs/METRICS.md#activity-primitives): one row per day with >= 1 event
+-- or >= 1 order. is_active_day = >= 1 event or >= 1 purchase (a day with only a cancelled/fully refunded order is
+-- not active). Incremental: the day window, days touched by rows loaded since the previous build, and every day of
+-- persons whose membership changed (their old rows were deleted by the pre-hook).
 {%- set event_types = ['app_open', 'product_view', 'content_view', 'like', 'comment', 'favorite', 'share',
                        'live_enter', 'community_join', 'community_open', 'check_in', 'ugc_post',
                        'invite_sent', 'assist'] %}

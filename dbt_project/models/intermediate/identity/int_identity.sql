@@ -1,4 +1,4 @@
--- Account -> person map (SPEC §3). person_id = stable hash of the smallest member user_id.
+-- Account -> person map (docs/METRICS.md#identity). person_id = stable hash of the smallest member user_id.
 -- depends_on: {{ ref('int_identity_changes') }}
 with
 

@@ -1,5 +1,5 @@
--- OneID (SPEC §3): persons are the connected components of the graph linking accounts that share a hashed
--- phone or union_id (device ids link nothing unless p('link_on_device')). Multi-hop: the recursive CTE
+-- OneID (docs/METRICS.md#identity): persons are the connected components of the graph linking accounts that share a
+-- hashed phone or union_id (device ids link nothing unless p('link_on_device')). Multi-hop: the recursive CTE
 -- propagates component labels through shared keys; the label is the smallest member user_id.
 with recursive
 

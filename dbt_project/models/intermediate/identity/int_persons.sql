@@ -1,6 +1,6 @@
--- One row per person (SPEC §3): registration, channel, platform, kol and referrer of the earliest account;
--- profile attributes from the earliest account that has them; consent only when every account consents;
--- is_eu when any account is in region EU (data residency, SPEC §11).
+-- One row per person (docs/METRICS.md#identity): registration, channel, platform, kol and referrer of the earliest
+-- account; profile attributes from the earliest account that has them; consent only when every account consents;
+-- is_eu when any account is in region EU (data residency, docs/METRICS.md#privacy).
 with
 
 identity as (

@@ -1,7 +1,7 @@
--- SPEC §5.1 customer lifecycle stage evaluated only on change points: registration day, active days,
--- (registration or active day) + at_risk / churn days, first purchase + new_customer_days, purchase day +
--- declining / mature window days. Between two change points the stage cannot change, so the stage on any day
--- is the stage of the latest change point <= that day. Never a dense person x day grid.
+-- Customer lifecycle stage (docs/METRICS.md#customer-lifecycle-stages) evaluated only on change points: registration
+-- day, active days, (registration or active day) + at_risk / churn days, first purchase + new_customer_days, purchase
+-- day + declining / mature window days. Between two change points the stage cannot change, so the stage on any day is
+-- the stage of the latest change point <= that day. Never a dense person x day grid.
 with
 
 persons as (

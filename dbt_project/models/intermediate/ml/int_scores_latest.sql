@@ -1,5 +1,5 @@
--- Latest ML score per person with score_date <= as_of (SPEC §9). ml.scores is written by the scoring batch;
--- on-run-start creates it empty (typed) until then, so this model is always valid.
+-- Latest ML score per person with score_date <= as_of (docs/METRICS.md#machine-learning). ml.scores is written by the
+-- scoring batch; on-run-start creates it empty (typed) until then, so this model is always valid.
 with
 
 scores as (

@@ -1,5 +1,5 @@
--- SPEC §5.5 community member lifecycle as of d, one row per person who joined a community up to d.
--- Join date = first-ever `community_join` day. Stages, first match wins:
+-- Community member lifecycle (docs/METRICS.md#community-member-lifecycle) as of d, one row per person who joined a
+-- community up to d. Join date = first-ever `community_join` day. Stages, first match wins:
 --   new_member (joined within community_new_member_days), core_member (>= community_core_min_open_days open
 --   days and >= community_core_min_ugc_posts UGC posts in the core window), active_member (a community open in
 --   the active window), churn_warning_member (no open for >= community_churn_warning_days; a member who never

@@ -1,6 +1,7 @@
--- One row per person with any activity up to the as-of date: lifetime activity/purchase dates and
--- the windowed purchase aggregates every segment needs (SPEC §4, §7). One pass over the sparse
--- daily activity so downstream models never rescan it.
+-- One row per person with any activity up to the as-of date: lifetime activity/purchase dates and the windowed
+-- purchase aggregates every segment needs (docs/METRICS.md#activity-primitives,
+-- docs/METRICS.md#segmentation-and-tiers). One pass over the sparse daily activity so downstream models never rescan
+-- it.
 with
 
 daily as (
@@ -32,7 +33,7 @@ final as (
         cast(coalesce(sum(case when {{ marts_in_window('activity_date', p('value_tier_diamond_window_days')) }}
                                then net_revenue end), 0) as decimal(18, 2)) as diamond_window_net_revenue,
 
-        -- behaviour dates used by the §10 rules
+        -- behaviour dates used by the intervention rules (docs/METRICS.md#interventions)
         max(case when n_live_enter > 0 then activity_date end) as last_live_enter_date,
         cast(coalesce(sum(n_ugc_post), 0) as bigint) as ugc_posts
     from daily

@@ -1,5 +1,5 @@
--- SPEC §7 KOC flag: persons with >= koc_min_ugc_posts `ugc_post` events (up to d) whose share links led to
--- >= koc_min_attributed_purchases purchases by other persons in (d - koc_window_days, d].
+-- KOC flag (docs/METRICS.md#segmentation-and-tiers): persons with >= koc_min_ugc_posts `ugc_post` events (up to d)
+-- whose share links led to >= koc_min_attributed_purchases purchases by other persons in (d - koc_window_days, d].
 -- One row per person who posted UGC or whose share links led to a purchase in the window.
 with
 

@@ -1,6 +1,7 @@
--- Realized and predicted lifetime value per person as of d (SPEC §7 LTV tier, §8, §9 scoring).
--- predicted_total_ltv = realized net revenue to date + the model's predicted next-365-day net revenue;
--- it equals the realized value while no score exists for the person.
+-- Realized and predicted lifetime value per person as of d (LTV tier: docs/METRICS.md#segmentation-and-tiers; also
+-- docs/METRICS.md#channel-economics and the scores of docs/METRICS.md#machine-learning). predicted_total_ltv =
+-- realized net revenue to date + the model's predicted next-365-day net revenue; it equals the realized value while
+-- no score exists for the person.
 with
 
 persons as (

@@ -1,6 +1,6 @@
--- SPEC §7 RFM over persons with a purchase in (d - rfm_window_days, d].
+-- RFM (docs/METRICS.md#segmentation-and-tiers) over persons with a purchase in (d - rfm_window_days, d].
 -- Scores: least(5, 1 + floor(5 * (rank - 1) / n)) with rank() worst first, so ties share a score.
--- Segments are snake_case codes of the SPEC names (first match wins, in SPEC order).
+-- Segments are snake_case codes of the segment names in docs/METRICS.md (first match wins, in that order).
 with
 
 summary as (

@@ -1,6 +1,6 @@
--- All SPEC §7 segments per person as of d (one row per person registered by d); dim_persons left-joins it.
--- value_tier: diamond (>= N purchase days in the diamond window and AOV of those purchases > min AOV),
--- gold / silver (a purchase in the last 60 / 90 days), churn_warning (purchased before), none.
+-- All segments of docs/METRICS.md#segmentation-and-tiers per person as of d (one row per person registered by d);
+-- dim_persons left-joins it. value_tier: diamond (>= N purchase days in the diamond window and AOV of those purchases
+-- > min AOV), gold / silver (a purchase in the last 60 / 90 days), churn_warning (purchased before), none.
 with
 
 persons as (

@@ -1,5 +1,6 @@
--- SPEC §7 social tier per person, evaluated as of d and as of d-1 (the previous tier feeds the
--- §10 `social_upgrade` rule). Only persons with activity in (d-1-W, d] appear; everyone else is `basic`.
+-- Social tier (docs/METRICS.md#segmentation-and-tiers) per person, evaluated as of d and as of d-1 (the previous tier
+-- feeds the `social_upgrade` rule of docs/METRICS.md#interventions). Only persons with activity in (d-1-W, d] appear;
+-- everyone else is `basic`.
 {%- set window_days = p('social_tier_window_days') %}
 {%- set streak_days = p('social_tier_consecutive_share_days') %}
 with

@@ -1,7 +1,7 @@
--- SPEC §7 spreader tier. Reach = distinct persons brought in directly by the person (accepted invites,
--- share-link registrations) plus the persons those brought in (2 hops), never counting the person.
--- Among persons with reach >= 1, ordered by reach desc then person_id: the first spreader_core_top_pct
--- are `core_spreader`, up to spreader_secondary_top_pct (cumulative) `secondary_spreader`, rest `ordinary_spreader`.
+-- Spreader tier (docs/METRICS.md#segmentation-and-tiers). Reach = distinct persons brought in directly by the person
+-- (accepted invites, share-link registrations) plus the persons those brought in (2 hops), never counting the person.
+-- Among persons with reach >= 1, ordered by reach desc then person_id: the first spreader_core_top_pct are
+-- `core_spreader`, up to spreader_secondary_top_pct (cumulative) `secondary_spreader`, rest `ordinary_spreader`.
 with
 
 persons as (

@@ -1,4 +1,5 @@
--- Invites between persons (SPEC §5.3 referred, §6 K-factor, §7 spreader reach).
+-- Invites between persons (referred: docs/METRICS.md#aarrr-funnel; K-factor: docs/METRICS.md#kpis; spreader reach:
+-- docs/METRICS.md#segmentation-and-tiers).
 with
 
 invites as (

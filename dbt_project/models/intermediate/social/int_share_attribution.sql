@@ -1,7 +1,7 @@
--- Share links and the persons they brought in (SPEC §6 fission ratio, §7 spreader reach).
--- One row per (share link, new person); a link that brought nobody has one row with new_person_id null.
--- A new person is attributed to a link when the person's first-ever event carries that share_id and the
--- person is not the sharer.
+-- Share links and the persons they brought in (fission ratio: docs/METRICS.md#kpis; spreader reach:
+-- docs/METRICS.md#segmentation-and-tiers). One row per (share link, new person); a link that brought nobody has one
+-- row with new_person_id null. A new person is attributed to a link when the person's first-ever event carries that
+-- share_id and the person is not the sharer.
 with
 
 events as (

@@ -1,6 +1,6 @@
 -- Community engagement per business day up to d: check-in rate (persons checking in / active persons),
 -- UGC share (persons posting UGC / active persons), content interaction rate ((likes + comments +
--- favorites) / content views, SPEC §6), new members and members to date (first community join).
+-- favorites) / content views, docs/METRICS.md#kpis), new members and members to date (first community join).
 with
 
 {{ marts_community_period_metrics('day') }},

@@ -1,4 +1,5 @@
--- SPEC §5.5 community member lifecycle as of d: one row per person who joined a community up to d.
+-- Community member lifecycle (docs/METRICS.md#community-member-lifecycle) as of d: one row per person who joined a
+-- community up to d.
 with
 
 members as (

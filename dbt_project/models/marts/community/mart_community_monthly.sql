@@ -1,7 +1,7 @@
--- Community engagement per business month up to d (same measures as mart_community_daily) plus the
--- SPEC §6 private-domain funnel: of persons whose first community join is in the month, the share with a
--- `product_view` and the share with a purchase on days 0..N-1 after joining (N = private_domain_funnel_days);
--- null until every joiner of the month is observed for N days (last day of the month + N <= d).
+-- Community engagement per business month up to d (same measures as mart_community_daily) plus the private-domain
+-- funnel (docs/METRICS.md#kpis): of persons whose first community join is in the month, the share with a
+-- `product_view` and the share with a purchase on days 0..N-1 after joining (N = private_domain_funnel_days); null
+-- until every joiner of the month is observed for N days (last day of the month + N <= d).
 {%- set funnel_days = p('private_domain_funnel_days') %}
 with
 

@@ -1,4 +1,4 @@
--- One row per (non-erased) platform account with its person (SPEC §3). No PII.
+-- One row per (non-erased) platform account with its person (docs/METRICS.md#identity). No PII.
 with
 
 users as (

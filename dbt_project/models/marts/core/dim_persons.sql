@@ -1,5 +1,6 @@
--- One row per person as of d: profile (SPEC §3), current lifecycle stage (§5.1), segments (§7, from
--- int_person_segments) and the latest ML scores (§9; null until the scoring batch has run).
+-- One row per person as of d: profile (docs/METRICS.md#identity), current lifecycle stage
+-- (docs/METRICS.md#customer-lifecycle-stages), segments (docs/METRICS.md#segmentation-and-tiers, from
+-- int_person_segments) and the latest ML scores (docs/METRICS.md#machine-learning; null until the scoring batch ran).
 with
 
 persons as (

@@ -1,4 +1,4 @@
--- Orders as of d keyed by person, with the SPEC §1 money rules applied (net, GMV, purchase flag).
+-- Orders as of d keyed by person, with the money rules of docs/METRICS.md#landing-contract applied (net, GMV, purchase flag).
 with
 
 orders as (

@@ -1,4 +1,5 @@
--- SPEC §10 channel- and KPI-level alerts for the as-of date: (alert_date, rule_id, subject, value, threshold).
+-- Channel- and KPI-level alerts (docs/METRICS.md#interventions) for the as-of date: (alert_date, rule_id, subject,
+-- value, threshold).
 --   channel_pause: acquisition_channel/platform whose latest complete cohort month (the month before the
 --     as-of month) has pause_recommended in mart_channel_economics; value = ltv_cac_ratio.
 --   d7_retention_low: the daily registration cohort d-7 (the one whose D7 is observed on d) has D7

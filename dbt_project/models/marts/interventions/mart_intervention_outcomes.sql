@@ -1,5 +1,5 @@
--- SPEC §10 uplift per audience_date x person-level rule: treated vs holdout persons and the share of each
--- active (>= 1 active day) on days 1..uplift_window_days after the audience date. Shares and uplift are
+-- Uplift (docs/METRICS.md#interventions) per audience_date x person-level rule: treated vs holdout persons and the
+-- share of each active (>= 1 active day) on days 1..uplift_window_days after the audience date. Shares and uplift are
 -- null until the window has fully passed (audience_date + uplift_window_days <= d).
 {%- set window_days = p('uplift_window_days') %}
 with

@@ -1,11 +1,12 @@
--- SPEC §10 person-level audiences for the as-of date: (audience_date, rule_id, person_id, action, is_holdout).
--- Only persons with marketing consent; a deterministic holdout_pct % per rule (hash of person_id and rule_id)
--- is flagged is_holdout and must receive no action. Rules on model scores yield nothing until scores exist.
+-- Person-level audiences (docs/METRICS.md#interventions) for the as-of date: (audience_date, rule_id, person_id,
+-- action, is_holdout). Only persons with marketing consent; a deterministic holdout_pct % per rule (hash of person_id
+-- and rule_id) is flagged is_holdout and must receive no action. Rules on model scores yield nothing until scores
+-- exist.
 --
 -- History: incremental by audience_date; each run replaces the rows of its own as-of date, so daily runs
 -- accumulate history and a re-run of a day is idempotent. A full refresh could NOT reproduce past audiences
 -- (consent and scores are only known as of now), so full_refresh is disabled for this model; rows of persons
--- that no longer exist (erasure, SPEC §11) are deleted on every run.
+-- that no longer exist (erasure, docs/METRICS.md#privacy) are deleted on every run.
 {{
     config(
         materialized='incremental',

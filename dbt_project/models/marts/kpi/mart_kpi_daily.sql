@@ -1,10 +1,10 @@
--- SPEC §6 KPIs, one row per business day up to as_of (from the first day in the data, or the last
+-- KPIs (docs/METRICS.md#kpis), one row per business day up to as_of (from the first day in the data, or the last
 -- p('kpi_daily_history_days') days when > 0). Window KPIs come from per-day aggregates with window sums and from
 -- per-person change points (rolling_person_deltas), never from a persons x days grid.
--- Conventions where §6 is silent: "month" windows (K-factor, NPS) are (d-30, d]; high_value_person_share divides
--- by MAU; monthly_churn_rate is that of the last complete month (mart_kpi_monthly); repurchase_cycle_days is
--- evaluated on month ends and on as_of (a median is not window-decomposable), null on other days;
--- cross_platform_rate uses the identity graph as of as_of.
+-- Conventions where docs/METRICS.md#kpis is silent (see docs/SPEC_NOTES.md): "month" windows (K-factor, NPS) are
+-- (d-30, d]; high_value_person_share divides by MAU; monthly_churn_rate is that of the last complete month
+-- (mart_kpi_monthly); repurchase_cycle_days is evaluated on month ends and on as_of (a median is not
+-- window-decomposable), null on other days; cross_platform_rate uses the identity graph as of as_of.
 {%- set big = 100000000 %}
 with
 

@@ -1,5 +1,5 @@
--- SPEC §6 monthly roll-ups (business months) incl. monthly churn, K-factor, NPS and the private-domain funnel.
--- The month containing as_of is partial (month_complete = false); nothing after as_of is used.
+-- Monthly roll-ups of the KPIs (docs/METRICS.md#kpis) (business months) incl. monthly churn, K-factor, NPS and the
+-- private-domain funnel. The month containing as_of is partial (month_complete = false); nothing after as_of is used.
 with
 
 activity as (

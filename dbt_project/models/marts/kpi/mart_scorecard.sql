@@ -1,11 +1,10 @@
--- SPEC §6 composite scorecard on the as_of day. Each KPI of vars.ulm.scorecard.kpis is scored against its
--- baseline / target / challenge levels: worse than baseline = 0, baseline..target = 60..80, target..challenge
--- = 80..100 (linear), beyond challenge = 100 (direction follows the order of the levels, so lower-is-better KPIs
--- work unchanged). group_score = mean score of the group's KPIs with a value; composite_index = weighted sum of
--- group scores (weights renormalised over groups that have a score).
--- Scorecard-only KPIs: avg_realized_ltv_365d = mean net revenue in days 0..364 after registration of persons
--- registered in the 365 days ending as_of - 365 (fully observed); d7_retention = retained_d7 / acquired over the
--- daily cohorts registered in (as_of - 37, as_of - 7].
+-- Composite scorecard (docs/METRICS.md#kpis) on the as_of day. Each KPI of vars.ulm.scorecard.kpis is scored against
+-- its baseline / target / challenge levels: worse than baseline = 0, baseline..target = 60..80, target..challenge =
+-- 80..100 (linear), beyond challenge = 100 (direction follows the order of the levels, so lower-is-better KPIs work
+-- unchanged). group_score = mean score of the group's KPIs with a value; composite_index = weighted sum of group
+-- scores (weights renormalised over groups that have a score). Scorecard-only KPIs: avg_realized_ltv_365d = mean net
+-- revenue in days 0..364 after registration of persons registered in the 365 days ending as_of - 365 (fully
+-- observed); d7_retention = retained_d7 / acquired over the daily cohorts registered in (as_of - 37, as_of - 7].
 {%- set card = p('scorecard') %}
 with
 

@@ -1,4 +1,5 @@
--- SPEC §5.1 stage history as intervals: [valid_from, valid_to) per person, valid_to null = current stage.
+-- Customer lifecycle stage history (docs/METRICS.md#customer-lifecycle-stages) as intervals: [valid_from, valid_to)
+-- per person, valid_to null = current stage.
 with
 
 points as (

@@ -1,5 +1,5 @@
--- SPEC §5.1 stage transitions per day. from_stage null = the person enters on its registration day.
--- A move out of `churned` is a reactivation (win-back).
+-- Customer lifecycle stage transitions (docs/METRICS.md#customer-lifecycle-stages) per day. from_stage null = the
+-- person enters on its registration day. A move out of `churned` is a reactivation (win-back).
 with
 
 history as (

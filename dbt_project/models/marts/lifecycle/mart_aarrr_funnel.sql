@@ -1,6 +1,6 @@
--- SPEC §5.3 AARRR funnel per acquisition cohort (registration day, rolled up to week and month) x channel x
--- platform. A rate is null until every cohort day is fully observed: as_of >= last cohort day + N, N being the
--- window of that step (activation_window_days, each retention day, monetized / referred window days).
+-- AARRR funnel (docs/METRICS.md#aarrr-funnel) per acquisition cohort (registration day, rolled up to week and month)
+-- x channel x platform. A rate is null until every cohort day is fully observed: as_of >= last cohort day + N, N
+-- being the window of that step (activation_window_days, each retention day, monetized / referred window days).
 {%- set retention_days = p('retention_days') %}
 with
 

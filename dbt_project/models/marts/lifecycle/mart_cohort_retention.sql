@@ -1,6 +1,6 @@
--- SPEC §5.4 recurring retention matrix: cohort = registration week / month; cell k = share of the cohort active
--- (and, separately, purchasing) in period k after the cohort period. k runs up to the period containing as_of
--- (that last period is partial).
+-- Recurring retention matrix (docs/METRICS.md#cohort-retention): cohort = registration week / month; cell k = share
+-- of the cohort active (and, separately, purchasing) in period k after the cohort period. k runs up to the period
+-- containing as_of (that last period is partial).
 with
 
 persons as (

@@ -1,5 +1,5 @@
--- SPEC §5.2 engagement lifecycle per period (PostHog / Adobe "active growth"), grains day / week / month.
--- new = first-ever active period (over full history); returning = active in P and P-1;
+-- Engagement lifecycle (docs/METRICS.md#engagement-lifecycle) per period (PostHog / Adobe "active growth"), grains
+-- day / week / month. new = first-ever active period (over full history); returning = active in P and P-1;
 -- resurrecting = active in P, not in P-1, not new; dormant = active in P-1, not in P.
 with
 

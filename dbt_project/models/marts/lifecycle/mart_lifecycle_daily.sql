@@ -1,5 +1,6 @@
--- SPEC §5.1 persons per stage per day, from the stage intervals: +1 at valid_from, -1 at valid_to, running sum
--- over a days x stages spine (never persons x days). Every stage appears every day (0 when empty).
+-- Persons per customer lifecycle stage (docs/METRICS.md#customer-lifecycle-stages) per day, from the stage intervals:
+-- +1 at valid_from, -1 at valid_to, running sum over a days x stages spine (never persons x days). Every stage
+-- appears every day (0 when empty).
 with
 
 history as (

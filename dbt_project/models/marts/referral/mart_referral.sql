@@ -1,4 +1,4 @@
--- Referral and fission KPIs per business month up to the as-of month (SPEC §6).
+-- Referral and fission KPIs per business month up to the as-of month (docs/METRICS.md#kpis).
 -- K-factor = invites sent per active person x acceptance rate = accepted invites / active persons, where
 -- invites are those sent in the month and accepted by d (so the product identity holds exactly).
 -- Fission ratio "1:N" = new persons whose first event came through a share link (registered in the month)

@@ -1,4 +1,5 @@
--- Spreaders and KOCs as of d (SPEC §7): one row per person with reach >= 1 or flagged KOC.
+-- Spreaders and KOCs as of d (docs/METRICS.md#segmentation-and-tiers): one row per person with reach >= 1 or flagged
+-- KOC.
 with
 
 spreaders as (

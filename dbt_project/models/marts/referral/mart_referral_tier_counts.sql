@@ -1,4 +1,5 @@
--- Counts of persons per spreader tier and of KOCs as of d (SPEC §7); zero rows are kept.
+-- Counts of persons per spreader tier and of KOCs as of d (docs/METRICS.md#segmentation-and-tiers); zero rows are
+-- kept.
 with
 
 segments as (

@@ -1,4 +1,4 @@
--- SPEC §7 RFM scores and segments as of d: one row per person with a purchase in (d - rfm_window_days, d].
+-- RFM scores (docs/METRICS.md#segmentation-and-tiers) and segments as of d: one row per person with a purchase in (d - rfm_window_days, d].
 with
 
 rfm as (

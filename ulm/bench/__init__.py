@@ -1,0 +1,422 @@
+"""`ulm bench`: wall time and peak memory of each pipeline stage, written to docs/BENCHMARKS.md (+ .json).
+
+Each stage runs as its own `ulm ...` subprocess (a fresh interpreter, like a real run) while a sampler
+records the peak resident memory of the whole process tree. Speed goals live here, never in timed tests.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import psutil
+
+from ulm.core import settings as _settings
+from ulm.core.errors import UlmError
+from ulm.core.settings import project_root
+from ulm.warehouse import connect_read_only
+
+log = logging.getLogger("ulm.bench")
+
+END_DATE = date(2025, 12, 31)
+
+# scale name -> generator arguments. 10m: ~10M events over a year (see docs/GENERATOR.md for the event rate).
+SCALES = {
+    # the fixed cost of a build: the same ~400 dbt nodes (models, data tests) on almost no data
+    "tiny": {"persons": 300, "days": 30, "dbt_only": True},
+    "small": {"persons": 20_000, "days": 365},
+    "10m": {"persons": 100_000, "days": 365},  # ~10.3M events (docs/GENERATOR.md)
+    # ML at person scale: ulm.ml.synthetic writes the published interface tables directly (a 1M-person warehouse
+    # through the whole pipeline would be ~100M events); train on 200k persons, score 1M, BG/NBD fit vs persons
+    # scoring population = persons active in the last 90 days: 1.4M persons registered over 120 days give ~1.0M
+    "ml": {"train_persons": 200_000, "score_persons": 1_400_000, "score_days": 120, "days": 365,
+           "bgnbd_sizes": [10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000]},
+}
+ML_TRAIN = "train churn + LTV (MLflow, registry)"
+ML_SCORE_1M = "score 1M persons"
+ML_BGNBD = "BG/NBD + Gamma-Gamma fit time vs persons"
+
+
+@dataclass
+class StageResult:
+    scale: str
+    stage: str
+    seconds: float
+    peak_rss_mb: float
+    ok: bool
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def measure(cmd: list[str], env: dict[str, str], scale: str, stage: str, log_file: Path) -> StageResult:
+    """Run a command, sampling the peak RSS of its process tree every 100 ms."""
+    log.info("[%s] %s: %s", scale, stage, " ".join(cmd))
+    peak = 0
+    start = time.perf_counter()
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=project_root())
+        ps = psutil.Process(proc.pid)
+        stop = threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, _tree_rss(ps))
+                stop.wait(0.1)
+
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        rc = proc.wait()
+        stop.set()
+        t.join()
+    seconds = time.perf_counter() - start
+    res = StageResult(scale, stage, round(seconds, 2), round(peak / 2**20, 1), rc == 0,
+                      "" if rc == 0 else f"exit {rc}, see {log_file}")
+    log.info("[%s] %s: %.1f s, peak %.0f MB%s", scale, stage, res.seconds, res.peak_rss_mb,
+             "" if res.ok else f" FAILED ({res.detail})")
+    return res
+
+
+def machine_description() -> dict:
+    vm = psutil.virtual_memory()
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gb": round(vm.total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+DBT_FULL = "dbt build (full refresh)"
+DBT_INC = "dbt build (one incremental day)"
+DAG_FULL = "Airflow ulm_daily (first run: full build into audit schemas)"
+DAG_INC = "Airflow ulm_daily (same day again: incremental)"
+
+
+def _stages(scale: str, work: Path, ulm: list[str]) -> list[tuple[str, list[str], str | None]]:
+    """(stage name, command, what to read after it: "dbt" run_results, "dag" run report, "json" the command's
+    --out file, "scores:<warehouse>" the scored persons, or None)."""
+    if scale == "ml":
+        return _ml_stages(work, ulm)
+    s = SCALES[scale]
+    landing = work / "landing"
+    as_of = END_DATE.isoformat()
+    day_before = (END_DATE - timedelta(days=1)).isoformat()
+    stages = [
+        ("generate", ulm + ["generate", "--out", str(landing), "--persons", str(s["persons"]),
+                            "--days", str(s["days"]), "--end-date", as_of, "--truth", str(work / "truth")], None),
+        ("ingest", ulm + ["ingest", str(landing)], None),
+    ]
+    stages += [
+        ("dbt build (full, all but last day)", ulm + ["build", "--as-of", day_before, "--full-refresh"], "dbt"),
+        (DBT_INC, ulm + ["build", "--as-of", as_of], "dbt"),
+        (DBT_FULL, ulm + ["build", "--as-of", as_of, "--full-refresh"], "dbt"),
+    ]
+    if s.get("dbt_only"):
+        return stages
+    run = ulm + ["run", "--as-of", as_of, "--no-ml", "--landing", str(landing), "--report"]
+    # also drops the audit_* schemas, so the first DAG run is always a full build into empty audit schemas
+    setup = ("from ulm.core.context import RunContext; from ulm.warehouse import connect; "
+             "from ulm.orchestration.airflow_env import airflow_env, ensure_airflow_db, ensure_manifest; "
+             f"ctx = RunContext.create(warehouse={str(work / 'warehouse.duckdb')!r}, landing_dir={str(landing)!r}); "
+             "env = airflow_env(ctx); ensure_airflow_db(env); ensure_manifest(env); con = connect(ctx.warehouse); "
+             "[con.execute(f'drop schema if exists {s} cascade') for s in "
+             "('audit_staging', 'audit_intermediate', 'audit_marts')]; con.close()")
+    stages += [("Airflow one-time setup (metadata DB, dbt manifest)", [sys.executable, "-c", setup], None),
+               (DAG_FULL, run + [str(work / "dag_run_1.json")], "dag"),
+               (DAG_INC, run + [str(work / "dag_run_2.json")], "dag"),
+               (ML_TRAIN, ulm + ["train", "--as-of", as_of], None),
+               ("score all persons", ulm + ["score", "--as-of", as_of], None)]
+    return stages
+
+
+def dbt_breakdown(run_results: Path, slowest: int = 5) -> dict:
+    """Where a dbt invocation spent its time: dbt's own elapsed, summed model and test seconds, slowest models."""
+    if not run_results.exists():
+        return {}
+    rr = json.loads(run_results.read_text())
+    models = [(r["unique_id"].split(".")[-1], r["execution_time"]) for r in rr["results"]
+              if r["unique_id"].startswith("model.")]
+    tests = [r["execution_time"] for r in rr["results"] if not r["unique_id"].startswith("model.")]
+    return {"dbt_elapsed_s": round(rr["elapsed_time"], 1), "model_s": round(sum(t for _, t in models), 1),
+            "test_s": round(sum(tests), 1), "n_tests": len(tests),
+            "slowest_models": [[name, round(t, 1)] for name, t in sorted(models, key=lambda m: -m[1])[:slowest]]}
+
+
+def dag_breakdown(report: Path) -> dict:
+    """Seconds of the DAG run and of its dbt task group (producer + watcher sensors) from `ulm run --report`."""
+    if not report.exists():
+        return {}
+    dag = json.loads(report.read_text())["dags"].get("ulm_daily", {})
+    secs = dag.get("task_seconds", {})
+    dbt = sum(v for k, v in secs.items() if k.startswith("dbt_audit."))
+    producer = sum(v for k, v in secs.items() if k.endswith("dbt_producer_watcher"))
+    gates = sum(v for k, v in secs.items() if k.startswith("gate"))
+    return {"dag_s": dag.get("seconds"), "dbt_group_s": round(dbt, 1), "dbt_producer_s": round(producer, 1),
+            "gates_s": round(gates, 1), "tasks": len(secs)}
+
+
+def _ml_stages(work: Path, ulm: list[str]) -> list[tuple[str, list[str], str | None]]:
+    s = SCALES["ml"]
+    as_of = END_DATE.isoformat()
+    py = [sys.executable, "-m", "ulm.bench.ml"]
+    train_wh, score_wh = work / "ml_train.duckdb", work / "ml_score.duckdb"
+    synth = py + ["synth", "--days", str(s["days"]), "--end", as_of, "--warehouse"]
+    return [
+        (f"synthetic interface tables, {s['train_persons']:,} persons",
+         synth + [str(train_wh), "--persons", str(s["train_persons"])], None),
+        (ML_TRAIN, ulm + ["--warehouse", str(train_wh), "train", "--as-of", as_of], None),
+        (f"synthetic interface tables, {s['score_persons']:,} persons registered over {s['score_days']} days",
+         py + ["synth", "--days", str(s["score_days"]), "--end", as_of, "--warehouse", str(score_wh), "--persons",
+               str(s["score_persons"]), "--snapshots-from", str(train_wh)], None),
+        (ML_SCORE_1M, ulm + ["--warehouse", str(score_wh), "score", "--as-of", as_of], f"scores:{score_wh}"),
+        (ML_BGNBD, py + ["bgnbd-scaling", "--warehouse", str(score_wh), "--sizes",
+                         ",".join(str(n) for n in s["bgnbd_sizes"]), "--out", str(work / "bgnbd.json")], "json"),
+    ]
+
+
+def _count_scores(warehouse: Path, day: date) -> int:
+    with connect_read_only(warehouse) as con:
+        return con.execute("select count(*) from ml.scores where score_date = ?", [day]).fetchone()[0]
+
+
+def _count_rows(warehouse: Path) -> dict:
+    import duckdb
+
+    if not warehouse.exists():
+        return {}
+    con = connect_read_only(warehouse)
+    try:
+        out = {}
+        for t in ("users", "events", "orders"):
+            try:
+                out[t] = con.execute(f"select count(*) from raw.{t}").fetchone()[0]
+            except duckdb.Error:
+                pass
+        return out
+    finally:
+        con.close()
+
+
+def run_bench(scale: str = "all", out_md: Path | None = None, only: str | None = None,
+              workdir: Path | None = None) -> dict:
+    """Run the stages of each scale and write the report.
+
+    ``only``: run just the stages whose name starts with this text (e.g. ``Airflow``) in ``workdir``, a work
+    directory kept from an earlier run (``ULM_BENCH_KEEP=1``), and merge them into the existing report: a stage
+    group is re-measured after a change without regenerating and reloading the data.
+    """
+    out_md = out_md or project_root() / "docs" / "BENCHMARKS.md"
+    scales = list(SCALES) if scale == "all" else [scale]
+    if only and (workdir is None or len(scales) != 1):
+        raise UlmError("bench --only needs one --scale and the --workdir of an earlier run of that scale")
+    ulm = [sys.executable, "-m", "ulm.cli"]
+    results: list[StageResult] = []
+    counts: dict[str, dict] = {}
+    for sc in scales:
+        work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"ulm-bench-{sc}-"))
+        env = dict(os.environ, ULM_WAREHOUSE=str(work / "warehouse.duckdb"), ULM_DATA_DIR=str(work),
+                   ULM_PII_KEY=_settings.pii_key() or "benchmark-only-key")
+        log_file = work / "bench.log"
+        try:
+            stages = [st for st in _stages(sc, work, ulm) if not only or st[0].startswith(only)]
+            if not stages:
+                raise UlmError(f"bench: no stage of scale {sc} starts with {only!r}")
+            for stage, cmd, after in stages:
+                res = measure(cmd, env, sc, stage, log_file)
+                results.append(res)
+                if not res.ok:
+                    break
+                if after == "dbt":
+                    res.extra.update(dbt_breakdown(work / "warehouse_dbt" / "target" / "run_results.json"))
+                elif after == "dag":
+                    res.extra.update(dag_breakdown(Path(cmd[-1])))
+                elif after and after.startswith("scores:"):
+                    res.extra["persons_scored"] = _count_scores(Path(after.split(":", 1)[1]), END_DATE)
+                elif after == "json":
+                    res.extra.update(json.loads(Path(cmd[-1]).read_text()))
+            counts[sc] = _count_rows(work / "warehouse.duckdb")
+            for r in results:
+                if r.scale == sc and counts[sc].get("events"):
+                    if r.stage in ("generate", "ingest"):
+                        r.extra["events_per_s"] = round(counts[sc]["events"] / max(r.seconds, 1e-9))
+        finally:
+            if not _settings.settings().bench_keep and workdir is None:
+                shutil.rmtree(work, ignore_errors=True)
+    report = {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(),
+        "row_counts": counts,
+        "results": [asdict(r) for r in results],
+    }
+    if only:
+        report = merge_reports(json.loads(out_md.with_suffix(".json").read_text()), report)
+    write_report(report, out_md)
+    return report
+
+
+def merge_reports(old: dict, new: dict) -> dict:
+    """``old`` with every (scale, stage) result of ``new`` replaced (or appended), in the old order."""
+    fresh = {(r["scale"], r["stage"]): r for r in new["results"]}
+    results = [fresh.pop((r["scale"], r["stage"]), r) for r in old["results"]] + list(fresh.values())
+    updated = sorted({r["scale"] for r in new["results"]})
+    return {**old, "results": results, "updated": old.get("updated", []) + [
+        {"at": new["generated_at"], "scale": ", ".join(updated), "stages": sorted({r["stage"] for r in new["results"]})}]}
+
+
+def write_report(report: dict, out_md: Path) -> None:
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    m = report["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `ulm bench` (`make bench`); do not edit by hand. Each stage is a separate `ulm` process;",
+        "peak memory is the peak resident set of its whole process tree, sampled every 100 ms.",
+        "",
+        f"- measured: {report['generated_at']}",
+        *[f"- re-measured {u['at']} ({u['scale']}): {', '.join(u['stages'])}" for u in report.get("updated", [])],
+        f"- machine: {m['cpus']} cores ({m['cpu_model']}), {m['memory_gb']} GB RAM, Python {m['python']}, "
+        f"{m['platform']}",
+        "",
+    ]
+    for sc, c in report["row_counts"].items():
+        if c:
+            lines.append(f"- scale `{sc}`: " + ", ".join(f"{k} {v:,}" for k, v in c.items()))
+    lines += ["", "| scale | stage | seconds | peak RSS (MB) | throughput | ok |", "|---|---|---:|---:|---|---|"]
+    for r in report["results"]:
+        thr = ", ".join(f"{k} {v:,}" for k, v in r.get("extra", {}).items() if k in ("events_per_s", "persons_scored"))
+        lines.append(f"| {r['scale']} | {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {thr} | "
+                     f"{'yes' if r['ok'] else 'NO: ' + r['detail']} |")
+    lines += ["", "## Goals (from the issues) vs measured", ""] + goal_lines(report["results"])
+    lines += detail_lines(report["results"])
+    out_md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    log.info("benchmark report written to %s", out_md)
+
+
+def goal_lines(results: list[dict]) -> list[str]:
+    """Each stated goal with the measured value and whether it is met."""
+    by = _by(results)
+    out = ["| goal | measured | met |", "|---|---|---|"]
+
+    def row(goal: str, measured: str, met: bool) -> None:
+        out.append(f"| {goal} | {measured} | {'yes' if met else '**no**'} |")
+
+    full = by.get(("10m", DBT_FULL))
+    inc = by.get(("10m", DBT_INC))
+    gen = by.get(("10m", "generate"))
+    if gen:
+        row("generate 10M events in about a minute", f"{gen['seconds']:.0f} s", gen["seconds"] <= 90)
+    if full:
+        row("full dbt build at 10M events < 120 s", f"{full['seconds']:.0f} s", full["seconds"] < 120)
+        row("full dbt build at 10M events peak memory < 6 GB", f"{full['peak_rss_mb'] / 1024:.1f} GB",
+            full["peak_rss_mb"] < 6144)
+    if full and inc:
+        share = inc["seconds"] / full["seconds"]
+        row("one incremental day < 15% of the full build", f"{share:.0%}", share < 0.15)
+        floor, floor_full = by.get(("tiny", DBT_INC)), by.get(("tiny", DBT_FULL))
+        if floor:
+            out.append(f"| (context: the same incremental build on 300 persons x 30 days takes {floor['seconds']:.0f} s = "
+                       f"{floor['seconds'] / full['seconds']:.0%} of the 10M full build: the per-invocation and per-node "
+                       f"floor) | | |")
+        if floor and floor_full and full["seconds"] > floor_full["seconds"]:
+            above = (inc["seconds"] - floor["seconds"]) / (full["seconds"] - floor_full["seconds"])
+            out.append(f"| (context: data-dependent work of the incremental day above that floor, vs the full build's: "
+                       f"{max(above, 0):.0%}) | | |")
+    tr = by.get(("ml", ML_TRAIN))
+    if tr:
+        row("training both models on 200k persons < 5 min", f"{tr['seconds']:.0f} s", tr["seconds"] < 300)
+    sc = by.get(("ml", ML_SCORE_1M))
+    if sc:
+        n = sc.get("extra", {}).get("persons_scored", 0)
+        row("scoring 1M persons < 60 s", f"{sc['seconds']:.0f} s for {n:,} persons", sc["seconds"] < 60 and n >= 10**6)
+    for scale in ("small", "10m"):
+        for label, dag_s, plain_s in dag_ratio(results, scale):
+            row(f"DAG wall time <= 1.3x a plain dbt build ({scale}, {label})", f"{dag_s / plain_s:.2f}x",
+                dag_s / plain_s <= 1.3)
+    return out
+
+
+def _by(results: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(r["scale"], r["stage"]): r for r in results if r["ok"]}
+
+
+def dag_ratio(results: list[dict], scale: str) -> list[tuple[str, float, float]]:
+    """(label, DAG seconds, plain build seconds) for the first run (full) and the rerun (incremental)."""
+    by = _by(results)
+    out = []
+    for dag_stage, plain_stage, label in ((DAG_FULL, DBT_FULL, "full build"), (DAG_INC, DBT_INC, "incremental day")):
+        dag, plain = by.get((scale, dag_stage)), by.get((scale, plain_stage))
+        if dag and plain:
+            out.append((label, dag["seconds"], plain["seconds"]))
+    return out
+
+
+def detail_lines(results: list[dict]) -> list[str]:
+    """Where the dbt builds spend their time, the Airflow overhead, and BG/NBD fit time vs persons."""
+    by = _by(results)
+    out: list[str] = []
+    dbt_rows = [r for r in results if r["ok"] and "dbt_elapsed_s" in r.get("extra", {})]
+    if dbt_rows:
+        out += ["", "## dbt builds: where the time goes", "",
+                "Wall = the `ulm build` process (Python + dbt import, parse, adapter start, run, exit); dbt = dbt's "
+                "own elapsed run time; model / test seconds are summed over nodes (2 threads run in parallel).", "",
+                "| scale | build | wall s | dbt s | models s | tests s (n) | slowest five models (s) |",
+                "|---|---|---:|---:|---:|---:|---|"]
+        for r in dbt_rows:
+            e = r["extra"]
+            top = ", ".join(f"{n} {t:.1f}" for n, t in e["slowest_models"])
+            out.append(f"| {r['scale']} | {r['stage'].removeprefix('dbt build ')} | {r['seconds']:.1f} | "
+                       f"{e['dbt_elapsed_s']:.1f} | {e['model_s']:.1f} | {e['test_s']:.1f} ({e['n_tests']}) | {top} |")
+    dag_rows = [r for r in results if r["ok"] and "dag_s" in r.get("extra", {})]
+    if dag_rows:
+        out += ["", "## Airflow DAG vs plain dbt build", "",
+                "`ulm run --no-ml` (child process, Airflow start, ingest of already-loaded files, Gate 1, Cosmos WATCHER "
+                "producer + one sensor per model, Gates 2-3, publish, export) against `ulm build` on the same data and day.",
+                "", "| scale | run | DAG wall s | dbt task group s (producer) | gates s | plain build s | ratio |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+        for sc in dict.fromkeys(r["scale"] for r in dag_rows):
+            for label, dag_s, plain_s in dag_ratio(results, sc):
+                e = by[(sc, DAG_FULL if label == "full build" else DAG_INC)]["extra"]
+                out.append(f"| {sc} | {label} | {dag_s:.1f} | {e['dbt_group_s']:.1f} ({e['dbt_producer_s']:.1f}) | "
+                           f"{e['gates_s']:.1f} | {plain_s:.1f} | {dag_s / plain_s:.2f}x |")
+    bg = by.get(("ml", ML_BGNBD))
+    if bg and bg.get("extra", {}).get("sizes"):
+        out += ["", "## BG/NBD and Gamma-Gamma fit time vs persons (pymc-marketing MAP, same code path as training)", "",
+                "| persons | BG/NBD s | Gamma-Gamma s |", "|---:|---:|---:|"]
+        for row in bg["extra"]["sizes"]:
+            out.append(f"| {row['persons']:,} | {row['bgnbd_seconds']:.1f} | {row['gg_seconds']:.1f} |")
+    return out

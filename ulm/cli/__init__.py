@@ -1,0 +1,370 @@
+"""The ``ulm`` command line.
+
+Every command has ``--help``; long steps show progress; an expected failure prints ``error: <one line>`` and
+exits 1 (set ``ULM_DEBUG=1`` for the traceback). Heavy libraries are imported inside the commands so that
+``ulm --help`` stays fast.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date, datetime
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from ulm import __version__
+from ulm.core import settings as _settings
+from ulm.core.context import RunContext
+from ulm.core.errors import UlmError
+
+log = logging.getLogger("ulm")
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)],
+        force=True,
+    )
+    for noisy in ("great_expectations", "matplotlib", "alembic", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def friendly_errors(fn):
+    """Turn expected failures into one line + exit 1, never a bare traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UlmError as exc:
+            if _settings.settings().debug:
+                raise
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.secho("interrupted", fg="yellow", err=True)
+            sys.exit(130)
+        except Exception as exc:  # an unexpected failure: still one line first, traceback only on request
+            if _settings.settings().debug:
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.secho(f"error: unexpected {type(exc).__name__}: {first} (set ULM_DEBUG=1 for the traceback)",
+                        fg="red", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _writer(ctx: click.Context, what: str):
+    """Hold the warehouse's write lock while a command writes it (a concurrent `ulm run` gets a clear message)."""
+    from ulm.warehouse import write_lock
+
+    return write_lock(ctx.obj["warehouse"], what)
+
+
+def _context(ctx: click.Context, **fields) -> RunContext:
+    """The run context of this command: the global options plus the command's own (as-of day, landing dir)."""
+    return RunContext.create(warehouse=ctx.obj["warehouse"], **fields)
+
+
+def _parse_date(ctx, param, value):
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="ulm")
+@click.option(
+    "--warehouse",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="ULM_WAREHOUSE",
+    default=None,
+    help="DuckDB warehouse file (env ULM_WAREHOUSE; default data/warehouse.duckdb).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx: click.Context, warehouse: Path | None, verbose: bool) -> None:
+    """ULM: user lifecycle management for social e-commerce.
+
+    Generate or ingest landing data, build the lifecycle marts with dbt, gate them with Great Expectations,
+    train and score models with MLflow. Start with `make demo`, or `ulm COMMAND --help`.
+    """
+    _setup_logging(verbose)
+    ctx.obj = {"warehouse": (warehouse or _settings.warehouse_path()).resolve()}
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Landing folder to write (default data/landing).")
+@click.option("--persons", type=click.IntRange(min=10), default=20000, show_default=True,
+              help="Number of persons to simulate.")
+@click.option("--days", type=click.IntRange(min=1), default=365, show_default=True, help="Days of history.")
+@click.option("--end-date", callback=_parse_date, default=None,
+              help="Last business day generated, YYYY-MM-DD (default 2025-12-31).")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed (same seed, same data).")
+@click.option("--defects", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="Share of rows per table given an injected defect (manifest in the truth folder).")
+@click.option("--truth", "truth_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Ground-truth folder (default: next to the landing folder, 'truth').")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@friendly_errors
+def generate(out_dir, persons, days, end_date, seed, defects, truth_dir, fmt):
+    """Generate a realistic synthetic social-commerce landing data set."""
+    from ulm.generate import generate as run_generate
+
+    out_dir = out_dir or _settings.settings().landing_dir
+    summary = run_generate(out_dir=out_dir, persons=persons, days=days, end_date=end_date, seed=seed,
+                           defects=defects, truth_dir=truth_dir, fmt=fmt, progress=True)
+    _print_summary("generated", summary)
+
+
+@main.command()
+@click.argument("landing_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--cdnow", "cdnow_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Ingest a CDNOW transaction file (CDNOW_master.txt or CDNOW_sample.txt) instead.")
+@click.option("--until", callback=_parse_date, default=None,
+              help="Only files whose date stamp is on or before this day.")
+@click.pass_context
+@friendly_errors
+def ingest(ctx, landing_dir, cdnow_file, until):
+    """Validate landing files against the contract and load them into the `raw` schema.
+
+    Invalid rows go to raw.quarantine with a reason; every load is reconciled in raw.load_audit.
+    Re-ingesting a file already loaded (same checksum) does nothing.
+    """
+    if bool(landing_dir) == bool(cdnow_file):
+        raise UlmError("give either a LANDING_DIR or --cdnow FILE (see ulm ingest --help)")
+    from ulm.ingest import ingest_cdnow, ingest_dir
+
+    wh = ctx.obj["warehouse"]
+    with _writer(ctx, "ulm ingest"):
+        if cdnow_file:
+            summary = ingest_cdnow(cdnow_file, wh, progress=True)
+        else:
+            summary = ingest_dir(landing_dir, wh, until=until, progress=True)
+    _print_summary(f"ingested into {wh}", summary)
+
+
+@main.command()
+@click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("--select", default=None, help="dbt selection (default: everything).")
+@click.option("--unit-tests", is_flag=True, help="Also run the dbt unit tests (CI runs them; daily builds skip them).")
+@click.pass_context
+@friendly_errors
+def build(ctx, as_of, full_refresh, select, unit_tests):
+    """Run `dbt build` (models + tests) for the marts as of a business date."""
+    from ulm.privacy.keys import ensure_local_pii_key
+    from ulm.transform.dbt import build as run_build
+    from ulm.transform.dbt import summary_lines
+
+    ensure_local_pii_key()
+    with _writer(ctx, f"ulm build --as-of {as_of}"):
+        summary = run_build(_context(ctx, as_of=as_of), full_refresh=full_refresh, select=select,
+                            unit_tests=unit_tests)
+    click.echo(f"built marts as of {as_of} in {summary['warehouse']}")
+    for line in summary_lines(summary):
+        click.echo("  " + line)
+
+
+@main.command()
+@click.option("--persons", type=click.IntRange(min=10), default=20000, show_default=True)
+@click.option("--days", type=click.IntRange(min=30), default=365, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--defects", type=click.FloatRange(0, 0.01), default=0.002, show_default=True,
+              help="Injected defect rate, below the 1% gate, so the quarantine has something to show.")
+@click.option("--regenerate", is_flag=True, help="Regenerate the landing data even if it exists.")
+@click.pass_context
+@friendly_errors
+def demo(ctx, persons, days, seed, defects, regenerate):
+    """The main job end to end on the embedded default (what `make demo` runs)."""
+    from ulm.cli.demo import run_demo
+
+    run_demo(_context(ctx), persons=persons, days=days, seed=seed, defects=defects,
+             regenerate=regenerate)
+
+
+@main.command()
+@click.option("--scale", type=click.Choice(["tiny", "small", "10m", "ml", "all"]), default="all", show_default=True,
+              help="tiny = 300 persons (fixed cost of a dbt build), small = ~20k persons, 10m = ~10M events (each: generate -> ingest -> dbt -> Airflow DAG -> "
+                   "train -> score); ml = train on 200k and score 1M synthetic persons, BG/NBD fit time vs persons.")
+@click.option("--out", "out_md", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Markdown report (default docs/BENCHMARKS.md; JSON next to it).")
+@click.option("--only", default=None, help="Only the stages whose name starts with this (e.g. Airflow); needs --workdir.")
+@click.option("--workdir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Work directory kept from an earlier run (ULM_BENCH_KEEP=1) to re-measure --only stages in; "
+                   "the results are merged into the existing report.")
+@friendly_errors
+def bench(scale, out_md, only, workdir):
+    """Measure wall time and peak memory of each stage; write docs/BENCHMARKS.md (+ .json)."""
+    from ulm.bench import run_bench
+
+    run_bench(scale=scale, out_md=out_md, only=only, workdir=workdir)
+
+
+@main.command()
+@click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
+@click.option("--landing", "landing_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Landing folder to ingest from (default data/landing).")
+@click.option("--train/--no-train", "train", default=None,
+              help="Force (or skip) model training; default: the weekly training schedule decides.")
+@click.option("--no-ml", is_flag=True, help="Run only ulm_daily, not ulm_ml.")
+@click.option("--wait", "wait_seconds", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for another run holding the warehouse before giving up.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the run result (states and seconds per task) as JSON to this file.")
+@click.pass_context
+@friendly_errors
+def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds, report_file):
+    """Run the Airflow DAGs ulm_daily (+ ulm_ml) for one business day, in-process (`airflow dags test`).
+
+    ingest -> Gate 1 -> dbt (Cosmos) into audit schemas -> Gates 2, 3 -> publish -> exports -> scoring/training.
+    """
+    from ulm.orchestration.runner import run as run_dags
+    from ulm.privacy.keys import ensure_local_pii_key
+
+    ensure_local_pii_key()
+    res = run_dags(_context(ctx, as_of=as_of, landing_dir=landing_dir), ml=not no_ml, train=train,
+                   wait_seconds=wait_seconds)
+    if report_file is not None:
+        import json
+
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+        report_file.write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
+    _print_summary(f"ulm run {as_of}", {d: f"{r['state']} in {r.get('seconds', 0):.0f} s"
+                                        for d, r in res["dags"].items()})
+
+
+@main.command()
+@click.argument("start", callback=_parse_date)
+@click.argument("end", callback=_parse_date)
+@click.option("--landing", "landing_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--no-ml", is_flag=True, help="Run only ulm_daily.")
+@click.pass_context
+@friendly_errors
+def backfill(ctx, start, end, landing_dir, no_ml):
+    """Run the daily pipeline for every business day from START to END (inclusive), incrementally."""
+    from ulm.orchestration.runner import backfill as run_backfill
+    from ulm.privacy.keys import ensure_local_pii_key
+
+    ensure_local_pii_key()
+    res = run_backfill(start, end, _context(ctx, landing_dir=landing_dir), ml=not no_ml)
+    _print_summary(f"backfill {start}..{end}", {"days": res["days"], "seconds": res["seconds"]})
+
+
+@main.command()
+@click.option("--airflow-port", type=int, default=8080, show_default=True)
+@click.option("--mlflow-port", type=int, default=5000, show_default=True)
+@friendly_errors
+def ui(airflow_port, mlflow_port):
+    """Start the Airflow UI (standalone, small parallelism) and the MLflow UI; Ctrl-C stops both."""
+    from ulm.orchestration.ui import ui as run_ui
+
+    run_ui(airflow_port=airflow_port, mlflow_port=mlflow_port)
+
+
+@main.command()
+@click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
+@click.option("--task", "tasks", type=click.Choice(["churn", "ltv"]), multiple=True,
+              help="Train only this model (repeatable; default both).")
+@click.pass_context
+@friendly_errors
+def train(ctx, as_of, tasks):
+    """Train churn and LTV models on point-in-time snapshots, log to MLflow, register, decide promotion."""
+    from ulm.ml.train import train as run_train
+
+    with _writer(ctx, f"ulm train --as-of {as_of}"):
+        results = run_train(as_of=as_of, warehouse=ctx.obj["warehouse"], tasks=tuple(tasks) or ("churn", "ltv"))
+    _print_summary(f"trained as of {as_of}", {t: getattr(r.get("decision"), "reason", r.get("decision"))
+                                              for t, r in results.items()})
+
+
+@main.command()
+@click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
+@click.option("--truth", "truth_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Generator ground truth to also evaluate churn against (synthetic data only).")
+@click.pass_context
+@friendly_errors
+def score(ctx, as_of, truth_dir):
+    """Score every person with the champion models (models:/ulm_churn@champion, models:/ulm_ltv@champion)."""
+    from ulm.ml.score import score as run_score
+
+    with _writer(ctx, f"ulm score --as-of {as_of}"):
+        res = run_score(as_of=as_of, warehouse=ctx.obj["warehouse"], truth_dir=truth_dir)
+    _print_summary(f"scored as of {as_of}", res)
+
+
+@main.command()
+@click.pass_context
+@friendly_errors
+def erase(ctx):
+    """Process pending erasure requests (right to be forgotten, docs/METRICS.md#privacy).
+
+    Removes every row of the requested person's accounts from raw, staging, marts, features and scores;
+    audit.erasure_log records rows removed per table without identifying the person.
+    """
+    from ulm.privacy.erasure import erase as run_erase
+
+    with _writer(ctx, "ulm erase"):
+        res = run_erase(ctx.obj["warehouse"])
+    _print_summary("erasure", res)
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON file to write.")
+@click.pass_context
+@friendly_errors
+def access(ctx, user_id, out):
+    """Export everything held about one account (right of access, docs/METRICS.md#privacy) as JSON."""
+    from ulm.privacy.erasure import access_export
+
+    _print_summary(f"access export written to {out}", access_export(ctx.obj["warehouse"], user_id, out))
+
+
+def _print_summary(title: str, summary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if isinstance(summary, dict) and summary.get("tables"):
+        table = Table(title=title)
+        rows = summary["tables"]
+        cols = sorted({k for v in rows.values() if isinstance(v, dict) for k in v})
+        table.add_column("table")
+        for c in cols:
+            table.add_column(c, justify="right")
+        for name, vals in rows.items():
+            table.add_row(name, *[_fmt(vals.get(c)) for c in cols])
+        console.print(table)
+        rest = {k: v for k, v in summary.items() if k != "tables"}
+        for k, v in rest.items():
+            console.print(f"{k}: {_fmt(v)}")
+    else:
+        console.print(f"[bold]{title}[/bold]")
+        for k, v in (summary or {}).items():
+            console.print(f"  {k}: {_fmt(v)}")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v[:5])) + (" ..." if len(v) > 5 else "")
+    return str(v)

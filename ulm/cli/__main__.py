@@ -1,0 +1,4 @@
+"""`python -m ulm.cli` = `ulm`."""
+from ulm.cli import main
+
+main()

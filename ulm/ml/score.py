@@ -1,0 +1,133 @@
+"""Daily batch scoring (docs/METRICS.md#machine-learning): champion models -> ``ml.scores``, drift of the scoring
+population.
+
+``score(as_of, warehouse)`` loads ``models:/ulm_churn@champion`` and ``models:/ulm_ltv@champion``, computes
+point-in-time features for the scoring day from the published marts (same SQL and population as the training
+snapshots; ``as_of`` must be a ``snapshot_date`` of ``marts.fct_clv_snapshots``: the marts' as-of day), and
+replaces the ``ml.scores`` rows of that ``score_date``. ``predicted_ltv_365`` is the LTV model's prediction
+scaled linearly to 365 days when the model was trained on a shorter horizon (short history).
+Drift: PSI of the score and the model's top features, training snapshots vs scoring population.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from ulm.core.errors import UlmError
+from ulm.core.settings import param
+from ulm.ml import drift, features, tracking
+from ulm.ml.metrics import churn_metrics
+from ulm.ml.registry import CHAMPION
+from ulm.ml.reports import write_reports
+from ulm.warehouse import PUBLISHED, connect, connect_read_only, ensure_ml_schema, table_exists, transaction
+
+log = logging.getLogger("ulm.ml.score")
+
+DRIFT_REFERENCE_ROWS = 50_000
+
+
+def load_champion(task: str) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
+    name = tracking.MODEL_NAMES[task]
+    client = mlflow.MlflowClient()
+    try:
+        version = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException as exc:
+        raise UlmError(f"model registry: {name} has no @champion (rule: run `ulm train` first)") from exc
+    return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}"), version
+
+
+def _reference(con: duckdb.DuckDBPyConnection, cutoffs: list[str]) -> pd.DataFrame:
+    """Training snapshot rows of the champion (sampled) for drift."""
+    if not cutoffs:
+        return pd.DataFrame()
+    # models trained on another warehouse: score, but there is no training population to compare
+    if not table_exists(con, "ml", "feature_snapshots"):
+        log.warning("ml.feature_snapshots is missing in this warehouse: drift of the scores is not reported")
+        return pd.DataFrame()
+    placeholders = ", ".join("?" for _ in cutoffs)
+    df = con.execute(f"select * from ml.feature_snapshots where snapshot_date in ({placeholders}) "
+                     f"using sample reservoir({DRIFT_REFERENCE_ROWS} rows) repeatable (7)",
+                     [date.fromisoformat(c) for c in cutoffs]).df()
+    return features.normalize_types(df)
+
+
+def _drift(model, frame: pd.DataFrame, pred: np.ndarray, reference: pd.DataFrame) -> pd.DataFrame:
+    inner = model.unwrap_python_model()
+    if reference.empty:
+        return pd.DataFrame()
+    ref_pred = inner.predict_frame(reference)
+    rep = drift.drift_report(pd.DataFrame({"score": ref_pred}), pd.DataFrame({"score": pred}), ["score"])
+    top = [c for c in getattr(inner, "top_features", []) if c in frame.columns and c in reference.columns]
+    return pd.concat([rep, drift.drift_report(reference, frame, top)], ignore_index=True)
+
+
+def evaluate_against_truth(warehouse: Path, as_of: date, truth_dir: Path, schema: str = PUBLISHED) -> dict[str, float]:
+    """Generated data only: churn scores vs the generator's latent churn (dead on or before ``as_of``).
+
+    Maps each person to the true person of its smallest ``user_id`` (``marts.dim_accounts``: user_id -> person_id),
+    reads ``<truth_dir>/accounts.parquet`` (user_id, true_person_id) and ``persons.parquet`` (churn_date).
+    """
+    accounts, persons = Path(truth_dir) / "accounts.parquet", Path(truth_dir) / "persons.parquet"
+    if not (accounts.exists() and persons.exists()):
+        return {}
+    with connect_read_only(warehouse) as con:
+        df = con.execute(f"""
+            with m as (select i.person_id, arg_min(a.true_person_id, i.user_id) as true_person_id
+                       from {schema}.dim_accounts as i join read_parquet(?) as a using (user_id)
+                       group by i.person_id)
+            select s.churn_probability, coalesce(t.churn_date <= s.score_date, false) as truly_churned
+            from ml.scores as s join m using (person_id) join read_parquet(?) as t using (true_person_id)
+            where s.score_date = ?""", [str(accounts), str(persons), as_of]).df()
+    if df.empty:
+        return {}
+    m = churn_metrics(df["truly_churned"].astype(int), df["churn_probability"])
+    return {f"truth_{k}": v for k, v in m.items()}
+
+
+def score(as_of: date, warehouse: Path, truth_dir: Path | None = None) -> dict:
+    """Score the population as of ``as_of`` with both champions; returns counts, versions and timings."""
+    start = time.perf_counter()
+    tracking.configure()
+    churn_model, churn_version = load_champion("churn")
+    ltv_model, ltv_version = load_champion("ltv")
+    with connect_read_only(warehouse) as con:
+        frame = features.normalize_types(features.snapshot(con, as_of))
+        ref_churn = _reference(con, churn_model.unwrap_python_model().train_cutoffs)
+        ref_ltv = _reference(con, ltv_model.unwrap_python_model().train_cutoffs)
+    t_features = time.perf_counter() - start
+    # the unwrapped model skips MLflow's per-call schema check (the frame comes from the same snapshot SQL)
+    churn = churn_model.unwrap_python_model().predict_frame(frame)
+    ltv_inner = ltv_model.unwrap_python_model()
+    scale = float(param("ltv_horizon_days")) / float(ltv_inner.horizon_days)
+    ltv = np.clip(ltv_inner.predict_frame(frame), 0, None) * scale
+    out = pd.DataFrame({"person_id": frame["person_id"], "score_date": as_of, "churn_probability": churn,
+                        "predicted_ltv_365": np.round(ltv, 2), "churn_model_version": churn_version,
+                        "ltv_model_version": ltv_version})
+    t_predict = time.perf_counter() - start - t_features
+    with connect(warehouse) as con:
+        ensure_ml_schema(con)
+        con.register("scores_df", out)
+        with transaction(con):
+            con.execute("delete from ml.scores where score_date = ?", [as_of])
+            con.execute("insert into ml.scores by name select * from scores_df")
+        con.unregister("scores_df")
+    drifts = {"churn": {"drift": _drift(churn_model, frame, churn, ref_churn), "run_id": None},
+              "ltv": {"drift": _drift(ltv_model, frame, ltv / scale, ref_ltv), "run_id": None}}
+    drifts = {k: v for k, v in drifts.items() if not v["drift"].empty}
+    if drifts:
+        write_reports(warehouse, as_of, drifts, context="score")
+    result = {"persons": len(out), "score_date": as_of, "churn_model_version": churn_version,
+              "ltv_model_version": ltv_version, "features_seconds": round(t_features, 2),
+              "predict_seconds": round(t_predict, 2), "seconds": round(time.perf_counter() - start, 2)}
+    if truth_dir is not None:
+        result.update(evaluate_against_truth(warehouse, as_of, truth_dir))
+    log.info("scored %s", result)
+    return result

@@ -1,0 +1,152 @@
+"""Run the Airflow DAGs in-process: ``ulm run`` and ``ulm backfill``.
+
+:func:`run` executes DAG ``ulm_daily`` for the context's as-of business day with Airflow's ``dag.test()``
+(tasks run in-process, sequentially, with real Airflow state, XCom, callbacks, Cosmos and GX), then DAG
+``ulm_ml`` (scoring; training on the weekly training day). Both run in ONE child Python process so that
+Airflow's configuration (read once, at import) is exactly the project-local one of
+:func:`~ulm.orchestration.airflow_env.airflow_env`, whatever the caller imported. The child reports task
+failures and skips back through a JSON-lines events file (the DAG callbacks write it) and the DAG states
+through a result file.
+
+:func:`backfill` runs day by day, in order, under one lock: incremental, like a catch-up. Both hold the
+warehouse's write lock (:func:`ulm.warehouse.write_lock`) for the whole run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ulm.core.context import RunContext
+from ulm.core.errors import UlmError
+from ulm.orchestration.airflow_env import airflow_env, ensure_airflow_db, ensure_manifest
+from ulm.orchestration.processes import sigterm_as_interrupt, stop
+from ulm.warehouse import write_lock
+
+log = logging.getLogger("ulm.orchestration")
+
+DAILY_DAG = "ulm_daily"
+ML_DAG = "ulm_ml"
+
+
+def is_training_day(as_of: date) -> bool:
+    """True when the weekly training cron fires on business day ``as_of``."""
+    from croniter import croniter
+
+    from ulm.orchestration.tasks import ml_train_schedule
+
+    start = datetime.combine(as_of, datetime.min.time()) - timedelta(seconds=1)
+    return croniter(ml_train_schedule(), start).get_next(datetime).date() == as_of
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+def run(ctx: RunContext, *, ml: bool = True, train: bool | None = None, wait_seconds: float = 0.0) -> dict:
+    """Run ``ulm_daily`` (then ``ulm_ml``) for the context's as-of business day on its warehouse.
+
+    Returns ``{"as_of", "warehouse", "seconds", "dags": {dag_id: {"state", "run_id", "seconds",
+    "tasks": {task_id: state}, "task_seconds": {task_id: seconds}, "failures": [...]}}}``. Raises UlmError naming the failed task and its reason
+    (a failed gate lists each failed expectation); the published marts are then unchanged.
+    ``train``: None = train when the weekly training schedule fires on ``as_of``; True/False force it.
+    """
+    as_of = ctx.require_as_of()
+    with write_lock(ctx.warehouse, f"ulm run --as-of {as_of}", wait_seconds):
+        return _run_locked(ctx, ml, train)
+
+
+def backfill(start: date, end: date, ctx: RunContext, *, ml: bool = True, train: bool | None = None,
+             wait_seconds: float = 0.0) -> dict:
+    """Run every business day from ``start`` to ``end`` (inclusive) in order; stop at the first failure."""
+    if end < start:
+        raise UlmError(f"backfill: END {end} is before START {start}")
+    t0 = time.perf_counter()
+    days: dict[str, Any] = {}
+    with write_lock(ctx.warehouse, f"ulm backfill {start} {end}", wait_seconds):
+        day = start
+        while day <= end:
+            try:
+                days[day.isoformat()] = _run_locked(ctx.with_(as_of=day), ml, train)
+            except UlmError as exc:
+                raise UlmError(f"backfill stopped at {day} ({len(days)} day(s) done): {exc}") from None
+            day += timedelta(days=1)
+    return {"start": start.isoformat(), "end": end.isoformat(), "days": len(days),
+            "seconds": round(time.perf_counter() - t0, 3), "runs": days}
+
+
+def _run_locked(ctx: RunContext, ml: bool, train: bool | None) -> dict:
+    t0 = time.perf_counter()
+    as_of = ctx.require_as_of()
+    env = airflow_env(ctx)
+    ensure_airflow_db(env)
+    ensure_manifest(env)
+    plan = [{"dag_id": DAILY_DAG, "conf": {"as_of": as_of.isoformat()}}]
+    if ml:
+        plan.append({"dag_id": ML_DAG, "after": DAILY_DAG,
+                     "conf": {"as_of": as_of.isoformat(),
+                              "train": is_training_day(as_of) if train is None else train}})
+    results = _run_child(plan, as_of, env)
+    out = {"as_of": as_of.isoformat(), "warehouse": str(ctx.warehouse), "dags": results,
+           "seconds": round(time.perf_counter() - t0, 3)}
+    for dag_id, res in results.items():
+        if res["state"] != "success":
+            raise UlmError(f"{dag_id} {as_of} failed: {_failure_line(res)}")
+    return out
+
+
+def _failure_line(res: dict) -> str:
+    if res.get("failures"):
+        return "; ".join(f"task {f['task_id']}: {f['reason']}" for f in res["failures"])
+    failed = [t for t, s in res.get("tasks", {}).items() if s in ("failed", "upstream_failed")]
+    return f"tasks not successful: {', '.join(failed) or res.get('error') or 'unknown'} (log: {res.get('log')})"
+
+
+def _run_child(plan: list[dict], as_of: date, env: dict[str, str]) -> dict:
+    """Run the plan in a child process with the Airflow env; stream task progress to the log."""
+    logs = Path(env["AIRFLOW_HOME"]) / "logs" / "ulm-runs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    log_file = logs / f"{as_of.isoformat()}_{stamp}.log"
+    with tempfile.TemporaryDirectory(prefix="ulm-run-") as tmp:
+        result_file, events_file = Path(tmp) / "result.json", Path(tmp) / "events.jsonl"
+        child_env = {**env, "ULM_TASK_EVENTS": str(events_file), "ULM_SEQUENTIAL_TASKS": "1"}
+        cmd = [sys.executable, "-m", "ulm.orchestration.dag_test", json.dumps(plan), str(result_file)]
+        with open(log_file, "w", encoding="utf-8") as fh:
+            proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, cwd=env["ULM_HOME"], start_new_session=True)
+            try:
+                with sigterm_as_interrupt():
+                    _stream(proc, fh)
+            finally:
+                if proc.poll() is None:  # interrupted or killed: never leave the child writing
+                    stop(proc)
+        events = _read_events(events_file)
+        if not result_file.exists():
+            raise UlmError(f"the Airflow run for {as_of} crashed (exit {proc.returncode}); see {log_file}")
+        results = json.loads(result_file.read_text())
+    for dag_id, res in results.items():
+        res["log"] = str(log_file)
+        res["failures"] = [e for e in events if e["dag_id"] == dag_id and e["event"] == "failed"]
+        res["skips"] = [e for e in events if e["dag_id"] == dag_id and e["event"] == "skipped"]
+    return results
+
+
+def _stream(proc: subprocess.Popen, fh) -> None:
+    marker = "[DAG TEST] starting task_id="
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        fh.write(line)
+        if marker in line:
+            log.info("task %s", line.split(marker, 1)[1].split()[0])
+    proc.wait()
+
+
+def _read_events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,1 @@
+"""Data-quality gates: suites as code, validated by Great Expectations (docs/METRICS.md#quality-gates-and-publishing)."""

@@ -1,0 +1,41 @@
+"""The three quality gates (docs/METRICS.md#quality-gates-and-publishing) as functions the DAG tasks call.
+
+Each opens the warehouse, evaluates its suites with GX (see :mod:`ulm.quality.core`), stores every result in
+``audit.gate_results``, rebuilds the Data Docs under ``<data dir>/docs/gx/`` and raises
+:class:`~ulm.quality.core.GateFailed` when a critical expectation fails. Returns the report summary.
+Gates 2 and 3 check the run's audited build (``<prefix>staging``, ``<prefix>marts``).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from ulm.core.context import RunContext
+from ulm.quality.core import existing_tables, run_gate
+from ulm.quality.landing import landing_suites
+from ulm.quality.marts import marts_suites
+from ulm.quality.staging import staging_suites
+from ulm.warehouse import connect
+
+
+def gate_landing(ctx: RunContext, since: datetime) -> dict:
+    """Gate 1: the loads that started at or after ``since`` reconcile, are under the ratio, none failed."""
+    with connect(ctx.warehouse) as con:
+        return run_gate(con, "landing", landing_suites(since), ctx.require_as_of(), ctx.run_id,
+                        ctx.data_dir).summary()
+
+
+def gate_staging(ctx: RunContext) -> dict:
+    """Gate 2 on ``<prefix>staging``: freshness, volume, nulls, accepted values, uniqueness."""
+    schema = ctx.schema("staging")
+    with connect(ctx.warehouse) as con:
+        suites = staging_suites(existing_tables(con, schema), schema, ctx.require_as_of())
+        return run_gate(con, "staging", suites, ctx.require_as_of(), ctx.run_id, ctx.data_dir).summary()
+
+
+def gate_marts(ctx: RunContext) -> dict:
+    """Gate 3 on ``<prefix>marts`` (GMV reconciled against ``<prefix>staging``): the publishing invariants."""
+    marts, staging, intermediate = ctx.schema("marts"), ctx.schema("staging"), ctx.schema("intermediate")
+    with connect(ctx.warehouse) as con:
+        suites = marts_suites(existing_tables(con, marts), marts, staging, ctx.require_as_of(),
+                              existing_tables(con, intermediate), intermediate)
+        return run_gate(con, "marts", suites, ctx.require_as_of(), ctx.run_id, ctx.data_dir).summary()

@@ -1,0 +1,1 @@
+"""Transformation: the dbt runner, write-audit-publish and the audience export."""

@@ -1,0 +1,96 @@
+"""Write-audit-publish: the one place the published ``marts`` change (docs/METRICS.md#quality-gates-and-publishing).
+
+``publish`` replaces the published ``marts`` schema with the audited build in ``<prefix>marts`` inside ONE
+DuckDB transaction: every published table is dropped and re-created from its audited twin (views are
+materialized, since they would otherwise point into the audit schemas), tables that vanished from the build
+are dropped, and a row goes to ``audit.publish_log``. Readers either see the previous marts or the new ones,
+never a mix; on any error the transaction rolls back and the previous marts stay exactly as they were.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ulm.core.context import RunContext
+from ulm.core.errors import UlmError
+from ulm.warehouse import (
+    PUBLISHED,
+    connect,
+    connect_read_only,
+    ensure_audit_schema,
+    quote,
+    relations,
+    transaction,
+)
+
+log = logging.getLogger("ulm.publish")
+
+
+def publish(ctx: RunContext) -> dict:
+    """Atomically replace ``marts`` with the context's audited ``<prefix>marts``; returns what was published."""
+    source_schema, target_schema = ctx.schema(PUBLISHED), PUBLISHED
+    if source_schema == target_schema:
+        raise UlmError("publish: the run context has no schema prefix, so there is no audited build to publish")
+    t0 = time.perf_counter()
+    con = connect(ctx.warehouse)
+    try:
+        source = relations(con, source_schema)
+        if not source:
+            raise UlmError(f"warehouse {ctx.warehouse}: schema {source_schema} holds no tables; nothing to publish")
+        ensure_audit_schema(con)
+        with transaction(con):
+            counts = _swap(con, source, source_schema, target_schema)
+            con.execute("INSERT INTO audit.publish_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [ctx.run_id, ctx.require_as_of(), source_schema, target_schema, len(counts),
+                         sum(counts.values()), datetime.now(timezone.utc).replace(tzinfo=None)])
+    finally:
+        con.close()
+    seconds = round(time.perf_counter() - t0, 3)
+    log.info("published %d tables (%d rows) from %s to %s in %.1fs", len(counts), sum(counts.values()),
+             source_schema, target_schema, seconds)
+    return {"tables": len(counts), "rows": sum(counts.values()), "seconds": seconds,
+            "published": sorted(counts)}
+
+
+def _swap(con, source: dict[str, str], source_schema: str, target_schema: str) -> dict[str, int]:
+    """Inside the caller's transaction: target := copy of source (tables and materialized views)."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(target_schema)}")
+    for name, kind in relations(con, target_schema).items():
+        con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {quote(target_schema)}.{quote(name)}")
+    counts: dict[str, int] = {}
+    for name in source:
+        con.execute(f"CREATE TABLE {quote(target_schema)}.{quote(name)} AS "
+                    f"SELECT * FROM {quote(source_schema)}.{quote(name)}")
+        counts[name] = con.execute(f"SELECT count(*) FROM {quote(target_schema)}.{quote(name)}").fetchone()[0]
+    return counts
+
+
+# ------------------------------------------------------------------------------------------ verification
+
+def table_checksums(warehouse: Path, schema: str = PUBLISHED,
+                    slices: dict[str, str] | None = None) -> dict[str, str]:
+    """Order-independent checksum of every table of ``schema`` (read-only), to compare builds and publishes.
+
+    Floating-point columns are rounded to 6 decimals first: parallel aggregation may change the last bits of
+    a double between two otherwise identical builds. ``slices`` restricts a table to rows matching a SQL
+    predicate (e.g. the as-of day of a mart that accumulates daily history).
+    """
+    slices = slices or {}
+    out: dict[str, str] = {}
+    with connect_read_only(warehouse) as con:
+        cols = con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? ORDER BY table_name, ordinal_position", [schema]).fetchall()
+        tables: dict[str, list[str]] = {}
+        for table, column, dtype in cols:
+            expr = (f"round({quote(column)}, 6)" if dtype in ("DOUBLE", "FLOAT", "REAL") else quote(column))
+            tables.setdefault(table, []).append(f"{expr} AS {quote(column)}")
+        for table, exprs in tables.items():
+            where = f"WHERE {slices[table]}" if table in slices else ""
+            count, digest = con.execute(
+                f"SELECT count(*), coalesce(sum(hash(r)), 0) "
+                f"FROM (SELECT {', '.join(exprs)} FROM {quote(schema)}.{quote(table)} {where}) AS r").fetchone()
+            out[table] = f"{count}:{int(digest):x}"
+    return out

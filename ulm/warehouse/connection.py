@@ -1,0 +1,75 @@
+"""Connections to the warehouse file and the transaction helper."""
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from ulm.core.errors import UlmError
+
+
+def _friendly(path: Path, exc: duckdb.Error) -> UlmError:
+    msg = str(exc)
+    if "lock" not in msg.lower():
+        return UlmError(f"warehouse {path}: cannot open: {msg.splitlines()[0]}")
+    pid = re.search(r"PID (\d+)", msg)
+    who = f"pid {pid.group(1)}" if pid else "pid unknown"
+    return UlmError(f"warehouse {path} is in use by another process ({who}); wait for it to finish")
+
+
+def connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse read-write (creating it); a lock held by another process is a one-line UlmError."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        raise _friendly(path, exc) from None
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open an existing warehouse read-only (UlmError when it does not exist or a writer holds it)."""
+    path = Path(path)
+    if not path.exists():
+        raise UlmError(f"warehouse {path} does not exist; run `ulm ingest` / `ulm run` first")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        raise _friendly(path, exc) from None
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN; COMMIT when the block ends, ROLLBACK (and re-raise) when it raises, even on KeyboardInterrupt."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def quote(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def relations(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, str]:
+    """{name: 'BASE TABLE' | 'VIEW'} of one schema."""
+    rows = con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = ? ORDER BY 1",
+        [schema]).fetchall()
+    return dict(rows)
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                            "AND table_name = ?", [schema, name]).fetchone()[0])
