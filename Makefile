@@ -11,6 +11,8 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PYTHONUNBUFFERED := 1
+# two workers (2 cores): the slow end-to-end modules run side by side; PYTEST_WORKERS=0 runs in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: help install demo test test-fast lint bench clean distclean
 
@@ -34,7 +36,7 @@ demo: $(VENV)/.synced ## The main job: generate, ingest, build, gate, publish, t
 
 test: $(VENV)/.synced ## Lint, then the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check ulm dags tests
-	@set +e; $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(VENV)/bin/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc
 
 test-fast: $(VENV)/.synced ## Every test but the slow end-to-end ones (real Airflow runs, model training)

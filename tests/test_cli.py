@@ -1,6 +1,7 @@
 """The CLI contract: --help everywhere, one-line errors with a non-zero exit."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -55,3 +56,32 @@ def test_writers_refuse_while_a_run_holds_the_lock(tmp_path):
     assert proc.returncode == 1
     assert "another ULM run is writing the warehouse" in proc.stderr and "test holder" in proc.stderr
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def _ulm(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "ulm.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def test_build_of_a_missing_or_empty_warehouse_fails_and_creates_nothing(tmp_path):
+    missing = tmp_path / "typo.duckdb"
+    proc = _ulm("--warehouse", str(missing), "build", "--as-of", "2025-12-31")
+    assert proc.returncode == 1 and "does not exist" in proc.stderr and not missing.exists()
+    empty = tmp_path / "empty.duckdb"
+    from ulm.warehouse import connect, ensure_raw_schema
+
+    with connect(empty) as con:
+        ensure_raw_schema(con)
+    proc = _ulm("--warehouse", str(empty), "build", "--as-of", "2025-12-31")
+    assert proc.returncode == 1 and "holds no raw data" in proc.stderr
+
+
+def test_a_partial_build_is_never_published():
+    result = CliRunner().invoke(main, ["build", "--as-of", "2025-12-31", "--select", "stg_users"])
+    assert result.exit_code == 1 and "--dev" in result.output
+
+
+@pytest.mark.parametrize("name", ["ingest", "build", "run", "backfill", "train", "score", "erase"])
+def test_every_writer_can_wait_for_the_lock(name):
+    result = CliRunner().invoke(main, [name, "--help"])
+    assert result.exit_code == 0 and "--wait" in result.output

@@ -327,3 +327,23 @@ def test_second_run_fails_clearly_while_the_lock_is_held(tmp_path: Path, monkeyp
             assert time.monotonic() - t0 > 0.5
     finally:
         holder.wait(timeout=30)
+
+
+def test_a_dead_holder_s_lock_is_taken_over_with_a_message(tmp_path: Path, caplog) -> None:
+    from ulm.warehouse import write_lock
+    from ulm.warehouse.lock import lock_path
+
+    wh = tmp_path / "wh.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from ulm.warehouse import write_lock\n"
+                               f"with write_lock({str(wh)!r}, 'ulm build --as-of 2025-03-10'):\n"
+                               "    print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()  # kill -9: no chance to release; the kernel drops the flock, the record stays
+    holder.wait()
+    assert str(holder.pid) in lock_path(wh).read_text()
+    with caplog.at_level("WARNING", logger="ulm.lock"), write_lock(wh, "next"):
+        pass
+    assert f"from pid {holder.pid} (ulm build --as-of 2025-03-10" in caplog.text
+    assert "no longer running" in caplog.text and lock_path(wh).read_text() == ""  # released cleanly

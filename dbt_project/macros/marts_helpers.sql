@@ -46,3 +46,10 @@
 {% macro marts_is_holdout(person_col, rule_col) -%}
   ({{ marts_hash_bucket(person_col ~ " || '|' || " ~ rule_col, 100) }} < {{ p('holdout_pct') }})
 {%- endmacro %}
+
+{#- docs/METRICS.md#conventions money: one order / spend row is DECIMAL(18,2); a money TOTAL (any sum over orders,
+    persons, days, channels, months or cohorts, running sums, LTV, GMV, revenue, spend, CAC numerators, and a mean
+    of such totals) is DECIMAL(38,2), DuckDB's widest decimal, so no realistic total overflows. -#}
+{% macro money_total(expr) -%}
+  cast({{ expr }} as decimal(38, 2))
+{%- endmacro %}

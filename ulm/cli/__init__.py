@@ -62,11 +62,16 @@ def friendly_errors(fn):
     return wrapper
 
 
-def _writer(ctx: click.Context, what: str):
+def _writer(ctx: click.Context, what: str, wait_seconds: float = 0.0):
     """Hold the warehouse's write lock while a command writes it (a concurrent `ulm run` gets a clear message)."""
     from ulm.warehouse import write_lock
 
-    return write_lock(ctx.obj["warehouse"], what)
+    return write_lock(ctx.obj["warehouse"], what, wait_seconds)
+
+
+_wait_option = click.option(
+    "--wait", "wait_seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    help="Seconds to wait for another command holding the warehouse's write lock before giving up.")
 
 
 def _context(ctx: click.Context, **fields) -> RunContext:
@@ -135,9 +140,10 @@ def generate(out_dir, persons, days, end_date, seed, defects, truth_dir, fmt):
               help="Ingest a CDNOW transaction file (CDNOW_master.txt or CDNOW_sample.txt) instead.")
 @click.option("--until", callback=_parse_date, default=None,
               help="Only files whose date stamp is on or before this day.")
+@_wait_option
 @click.pass_context
 @friendly_errors
-def ingest(ctx, landing_dir, cdnow_file, until):
+def ingest(ctx, landing_dir, cdnow_file, until, wait_seconds):
     """Validate landing files against the contract and load them into the `raw` schema.
 
     Invalid rows go to raw.quarantine with a reason; every load is reconciled in raw.load_audit.
@@ -148,7 +154,7 @@ def ingest(ctx, landing_dir, cdnow_file, until):
     from ulm.ingest import ingest_cdnow, ingest_dir
 
     wh = ctx.obj["warehouse"]
-    with _writer(ctx, "ulm ingest"):
+    with _writer(ctx, "ulm ingest", wait_seconds):
         if cdnow_file:
             summary = ingest_cdnow(cdnow_file, wh, progress=True)
         else:
@@ -159,21 +165,38 @@ def ingest(ctx, landing_dir, cdnow_file, until):
 @main.command()
 @click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
-@click.option("--select", default=None, help="dbt selection (default: everything).")
+@click.option("--dev", is_flag=True,
+              help="Developer build without gates into dev_staging / dev_intermediate / dev_marts (never publishes).")
+@click.option("--select", default=None, help="dbt selection (only with --dev: a partial build is never published).")
 @click.option("--unit-tests", is_flag=True, help="Also run the dbt unit tests (CI runs them; daily builds skip them).")
+@_wait_option
 @click.pass_context
 @friendly_errors
-def build(ctx, as_of, full_refresh, select, unit_tests):
-    """Run `dbt build` (models + tests) for the marts as of a business date."""
-    from ulm.privacy.keys import ensure_local_pii_key
-    from ulm.transform.dbt import build as run_build
-    from ulm.transform.dbt import summary_lines
+def build(ctx, as_of, full_refresh, dev, select, unit_tests, wait_seconds):
+    """Build the marts as of a business date: write-audit-publish, exactly like the daily DAG.
 
+    dbt build into the audit_* schemas -> Gate 2 (staging) -> Gate 3 (marts) -> atomic publish of `marts`
+    -> audience export. A failure at any step leaves the published marts and exports unchanged.
+    """
+    from ulm.privacy.keys import ensure_local_pii_key
+    from ulm.transform.dbt import summary_lines
+    from ulm.transform.wap import build_and_publish, dev_build
+
+    if select and not dev:
+        raise UlmError("--select builds part of the project, which is never published: add --dev")
     ensure_local_pii_key()
-    with _writer(ctx, f"ulm build --as-of {as_of}"):
-        summary = run_build(_context(ctx, as_of=as_of), full_refresh=full_refresh, select=select,
-                            unit_tests=unit_tests)
-    click.echo(f"built marts as of {as_of} in {summary['warehouse']}")
+    run_ctx = _context(ctx, as_of=as_of)
+    with _writer(ctx, f"ulm build --as-of {as_of}", wait_seconds):
+        if dev:
+            summary = dev_build(run_ctx, full_refresh=full_refresh, select=select, unit_tests=unit_tests)
+            click.echo(f"developer build as of {as_of} in dev_* schemas of {summary['warehouse']} "
+                       "(no gates, not published)")
+        else:
+            result = build_and_publish(run_ctx, full_refresh=full_refresh, unit_tests=unit_tests)
+            summary = result["dbt"]
+            click.echo(f"published marts as of {as_of} in {result['warehouse']} (run {result['run_id']}): "
+                       f"{result['publish']['tables']} tables, gates passed, "
+                       f"{result['export']['persons']} persons in {len(result['export']['rules'])} audiences")
     for line in summary_lines(summary):
         click.echo("  " + line)
 
@@ -220,8 +243,7 @@ def bench(scale, out_md, only, workdir):
 @click.option("--train/--no-train", "train", default=None,
               help="Force (or skip) model training; default: the weekly training schedule decides.")
 @click.option("--no-ml", is_flag=True, help="Run only ulm_daily, not ulm_ml.")
-@click.option("--wait", "wait_seconds", type=float, default=0.0, show_default=True,
-              help="Seconds to wait for another run holding the warehouse before giving up.")
+@_wait_option
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the run result (states and seconds per task) as JSON to this file.")
 @click.pass_context
@@ -231,17 +253,18 @@ def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds, report_file):
 
     ingest -> Gate 1 -> dbt (Cosmos) into audit schemas -> Gates 2, 3 -> publish -> exports -> scoring/training.
     """
+    from ulm.orchestration.runner import RunFailed
     from ulm.orchestration.runner import run as run_dags
     from ulm.privacy.keys import ensure_local_pii_key
 
     ensure_local_pii_key()
-    res = run_dags(_context(ctx, as_of=as_of, landing_dir=landing_dir), ml=not no_ml, train=train,
-                   wait_seconds=wait_seconds)
-    if report_file is not None:
-        import json
-
-        report_file.parent.mkdir(parents=True, exist_ok=True)
-        report_file.write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")
+    try:
+        res = run_dags(_context(ctx, as_of=as_of, landing_dir=landing_dir), ml=not no_ml, train=train,
+                       wait_seconds=wait_seconds)
+    except RunFailed as exc:  # the report says what ran, also (above all) when the run failed
+        _write_report(report_file, {**exc.result, "error": str(exc)})
+        raise
+    _write_report(report_file, res)
     _print_summary(f"ulm run {as_of}", {d: f"{r['state']} in {r.get('seconds', 0):.0f} s"
                                         for d, r in res["dags"].items()})
 
@@ -251,15 +274,16 @@ def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds, report_file):
 @click.argument("end", callback=_parse_date)
 @click.option("--landing", "landing_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--no-ml", is_flag=True, help="Run only ulm_daily.")
+@_wait_option
 @click.pass_context
 @friendly_errors
-def backfill(ctx, start, end, landing_dir, no_ml):
+def backfill(ctx, start, end, landing_dir, no_ml, wait_seconds):
     """Run the daily pipeline for every business day from START to END (inclusive), incrementally."""
     from ulm.orchestration.runner import backfill as run_backfill
     from ulm.privacy.keys import ensure_local_pii_key
 
     ensure_local_pii_key()
-    res = run_backfill(start, end, _context(ctx, landing_dir=landing_dir), ml=not no_ml)
+    res = run_backfill(start, end, _context(ctx, landing_dir=landing_dir), ml=not no_ml, wait_seconds=wait_seconds)
     _print_summary(f"backfill {start}..{end}", {"days": res["days"], "seconds": res["seconds"]})
 
 
@@ -278,13 +302,14 @@ def ui(airflow_port, mlflow_port):
 @click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
 @click.option("--task", "tasks", type=click.Choice(["churn", "ltv"]), multiple=True,
               help="Train only this model (repeatable; default both).")
+@_wait_option
 @click.pass_context
 @friendly_errors
-def train(ctx, as_of, tasks):
+def train(ctx, as_of, tasks, wait_seconds):
     """Train churn and LTV models on point-in-time snapshots, log to MLflow, register, decide promotion."""
     from ulm.ml.train import train as run_train
 
-    with _writer(ctx, f"ulm train --as-of {as_of}"):
+    with _writer(ctx, f"ulm train --as-of {as_of}", wait_seconds):
         results = run_train(as_of=as_of, warehouse=ctx.obj["warehouse"], tasks=tuple(tasks) or ("churn", "ltv"))
     _print_summary(f"trained as of {as_of}", {t: getattr(r.get("decision"), "reason", r.get("decision"))
                                               for t, r in results.items()})
@@ -294,21 +319,23 @@ def train(ctx, as_of, tasks):
 @click.option("--as-of", "as_of", callback=_parse_date, required=True, help="Business date, YYYY-MM-DD.")
 @click.option("--truth", "truth_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Generator ground truth to also evaluate churn against (synthetic data only).")
+@_wait_option
 @click.pass_context
 @friendly_errors
-def score(ctx, as_of, truth_dir):
+def score(ctx, as_of, truth_dir, wait_seconds):
     """Score every person with the champion models (models:/ulm_churn@champion, models:/ulm_ltv@champion)."""
     from ulm.ml.score import score as run_score
 
-    with _writer(ctx, f"ulm score --as-of {as_of}"):
+    with _writer(ctx, f"ulm score --as-of {as_of}", wait_seconds):
         res = run_score(as_of=as_of, warehouse=ctx.obj["warehouse"], truth_dir=truth_dir)
     _print_summary(f"scored as of {as_of}", res)
 
 
 @main.command()
+@_wait_option
 @click.pass_context
 @friendly_errors
-def erase(ctx):
+def erase(ctx, wait_seconds):
     """Process pending erasure requests (right to be forgotten, docs/METRICS.md#privacy).
 
     Removes every row of the requested person's accounts from raw, staging, marts, features and scores;
@@ -316,7 +343,7 @@ def erase(ctx):
     """
     from ulm.privacy.erasure import erase as run_erase
 
-    with _writer(ctx, "ulm erase"):
+    with _writer(ctx, "ulm erase", wait_seconds):
         res = run_erase(ctx.obj["warehouse"])
     _print_summary("erasure", res)
 
@@ -332,6 +359,15 @@ def access(ctx, user_id, out):
     from ulm.privacy.erasure import access_export
 
     _print_summary(f"access export written to {out}", access_export(ctx.obj["warehouse"], user_id, out))
+
+
+def _write_report(path: Path | None, result: dict) -> None:
+    if path is None:
+        return
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
 
 
 def _print_summary(title: str, summary) -> None:

@@ -19,6 +19,10 @@ EVENT_TYPES = (
     "invite_sent", "coupon_claim", "assist",
 )
 
+# Parameter bounding every order money column (docs/METRICS.md#validity-quarantine-and-reconciliation): sums of
+# DECIMAL(18,2) amounts must never overflow downstream, so one order above it is invalid (amount_out_of_range).
+ORDER_AMOUNT_MAX = "max_order_amount"
+
 # DuckDB type for each contract type in the raw layer. Timestamps are naive UTC (docs/METRICS.md#conventions: they arrive in UTC).
 DUCKDB_TYPES = {
     "string": "VARCHAR",
@@ -40,6 +44,8 @@ class Column:
     pii: bool = False
     min_value: float | None = None
     max_value: float | None = None
+    # upper bound read from a parameter (vars.ulm) at load time; above it -> ``amount_out_of_range``
+    max_param: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,10 +122,10 @@ TABLES: dict[str, Table] = {
                 _c("user_id", "string", required=True),
                 _c("order_ts", "timestamp", required=True),
                 _c("status", "string", required=True, enum=ORDER_STATUSES),
-                _c("gross_amount", "decimal", required=True, min_value=0),
-                _c("discount_amount", "decimal", required=True, min_value=0),
-                _c("paid_amount", "decimal", required=True, min_value=0),
-                _c("refund_amount", "decimal", required=True, min_value=0),
+                _c("gross_amount", "decimal", required=True, min_value=0, max_param=ORDER_AMOUNT_MAX),
+                _c("discount_amount", "decimal", required=True, min_value=0, max_param=ORDER_AMOUNT_MAX),
+                _c("paid_amount", "decimal", required=True, min_value=0, max_param=ORDER_AMOUNT_MAX),
+                _c("refund_amount", "decimal", required=True, min_value=0, max_param=ORDER_AMOUNT_MAX),
                 _c("scenario", "string", enum=SCENARIOS),
                 _c("category", "string"),
                 _c("kol_id", "string"),

@@ -3,11 +3,15 @@
 One load = one file, in its own transaction:
 
 1. skip the file when its sha256 is already in ``raw._ingested_files`` (idempotent re-ingest);
-2. check the schema (drift -> :class:`ContractError`, the load is rolled back and audited as ``failed``);
+2. check the file (CSV encoding and delimiter, repeated column names) and the schema (drift) ->
+   :class:`ContractError`, the load is rolled back and audited as ``failed``;
 3. release earlier orphans of the table whose account now exists (late-arriving dimension);
 4. stage the file with :func:`ulm.ingest.validate.stage_sql` (set-based parse + reason codes);
 5. mark duplicates of a unique key (identical -> counted, different content -> quarantined);
 6. enforce ``max_invalid_ratio``; insert accepted rows, quarantine rows, audit row, registry row; commit.
+
+A failed load raises its own error (never a failing ROLLBACK's); a warehouse I/O error (disk full) becomes a
+one-line :class:`UlmError` naming the file.
 
 ``load_id`` = ``<table>:<file name>:<sha256[:12]>`` (deterministic: same content under the same name ->
 same id). Release-only loads (no new file for a table, but orphans became loadable) use
@@ -25,6 +29,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from ulm.core import contract
 from ulm.core.errors import ContractError, UlmError
@@ -134,6 +139,7 @@ def discover(landing_dir: Path, until: date | None = None) -> tuple[list[Landing
         if not (p.is_dir() and p.name in contract.TABLES) and not p.name.startswith(".")
     ]
     files: list[LandingFile] = []
+    seen = 0  # landing files found, before the ``until`` filter
     for table in table_order():
         folder = landing_dir / table
         if not folder.is_dir():
@@ -144,10 +150,13 @@ def discover(landing_dir: Path, until: date | None = None) -> tuple[list[Landing
             if not p.is_file() or p.suffix.lower() not in FORMATS:
                 warnings.append(f"{p}: not a .parquet or .csv file, ignored")
                 continue
+            seen += 1
             stamp = file_stamp(p)
             if until is not None and stamp is not None and stamp > until:
                 continue
             files.append(LandingFile(table, p.resolve(), p.name))
+    if not seen:
+        warnings.append(f"landing directory {landing_dir} holds no landing files")
     return files, warnings
 
 
@@ -166,13 +175,89 @@ def utc_now() -> datetime:
 
 # --------------------------------------------------------------------------- sources
 
-def _csv_header(path: Path) -> list[str]:
-    """Column names from the first line of a CSV file (``ContractError`` when it has none)."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), [])
+_BOM = b"\xef\xbb\xbf"
+_OTHER_DELIMITERS = (";", "\t", "|")
+_CSV_WIDTH = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
+_CSV_LINE = re.compile(r"^Original Line: ?(.*)$", re.MULTILINE)
+
+
+def _encoding_error(label: str, offset: int, byte: int) -> ContractError:
+    return ContractError(f"{label}: column (none): encoding: not UTF-8 (byte 0x{byte:02x} at offset {offset})")
+
+
+def _delimiter_error(label: str, found: str) -> ContractError:
+    return ContractError(f"{label}: column (header): delimiter: expected ',' (found {found!r})")
+
+
+def _first_invalid_utf8(path: Path, chunk: int = 1 << 20) -> tuple[int, int] | None:
+    """(file offset, byte value) of the first byte that is not valid UTF-8, or None (reads the file once)."""
+    base, carry = 0, b""
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            data = carry + block
+            try:
+                data.decode("utf-8")
+                base, carry = base + len(data), b""
+            except UnicodeDecodeError as exc:
+                if block and exc.reason == "unexpected end of data":  # a sequence split by the chunk edge
+                    base, carry = base + exc.start, data[exc.start:]
+                else:
+                    return base + exc.start, data[exc.start]
+            if not block:
+                return None
+
+
+def _utf8_lines(fh, label: str):
+    """Lines of a binary file as text (BOM dropped); a non-UTF-8 byte is a ContractError with its offset."""
+    offset = 0
+    for raw_line in fh:
+        start = len(_BOM) if offset == 0 and raw_line.startswith(_BOM) else 0
+        try:
+            yield raw_line[start:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _encoding_error(label, offset + start + exc.start, raw_line[start + exc.start]) from None
+        offset += len(raw_line)
+
+
+def _csv_header(path: Path, label: str) -> list[str]:
+    """Column names from the header row of a CSV file, checked: UTF-8, comma-delimited, non-empty, unique."""
+    with open(path, "rb") as fh:
+        header = next(csv.reader(_utf8_lines(fh, label)), [])
+    if len(header) == 1:
+        found = [d for d in _OTHER_DELIMITERS if d in header[0]]
+        if found:
+            raise _delimiter_error(label, found[0])
     if not header or any(not c for c in header):
-        raise ContractError(f"{path.name}: column (header): csv header row missing or has an empty column name")
+        raise ContractError(f"{label}: column (header): csv header row missing or has an empty column name")
+    _check_unique_columns(label, header)
     return header
+
+
+def _check_unique_columns(label: str, names: list[str]) -> None:
+    """ContractError on a repeated column name (DuckDB identifiers are case-insensitive, so is this check)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        first = seen.get(name.lower())
+        if first is not None:
+            same = "" if first == name else f" (same as {first}; names are case-insensitive)"
+            raise ContractError(f"{label}: column {name}: duplicate column name in header{same}")
+        seen[name.lower()] = name
+
+
+def _csv_read_error(lf: LandingFile, exc: duckdb.Error) -> ContractError | None:
+    """A specific ContractError for a DuckDB CSV read failure we can explain (encoding, delimiter), else None."""
+    msg = str(exc)
+    if "not utf-8 encoded" in msg.lower() or "invalid unicode" in msg.lower():
+        bad = _first_invalid_utf8(lf.path)
+        if bad:
+            return _encoding_error(lf.label, *bad)
+    width, line = _CSV_WIDTH.search(msg), _CSV_LINE.search(msg)
+    if width and line and int(width.group(2)) == 1 and "," not in line.group(1):
+        found = [d for d in _OTHER_DELIMITERS if d in line.group(1)]
+        if found:
+            return _delimiter_error(lf.label, found[0])
+    return None
 
 
 def _open_source(con: duckdb.DuckDBPyConnection, lf: LandingFile) -> tuple[str, dict[str, str]]:
@@ -186,13 +271,23 @@ def _open_source(con: duckdb.DuckDBPyConnection, lf: LandingFile) -> tuple[str, 
         # as text, and a line with the wrong number of fields fails the read instead of being skipped.
         # Materialized so rowid is the line order of the file.
         reader = "_src"
-        columns = "{" + ", ".join(f"{lit(c)}: 'VARCHAR'" for c in _csv_header(lf.path)) + "}"
-        con.execute(
-            f"CREATE TEMP TABLE _src AS SELECT * FROM read_csv({p}, header=true, auto_detect=false, "
-            f"columns={columns}, delim=',', quote='\"', escape='\"', strict_mode=true)"
-        )
+        header = _csv_header(lf.path, lf.label)
+        columns = "{" + ", ".join(f"{lit(c)}: 'VARCHAR'" for c in header) + "}"
+        try:
+            con.execute(
+                f"CREATE TEMP TABLE _src AS SELECT * FROM read_csv({p}, header=true, auto_detect=false, "
+                f"columns={columns}, delim=',', quote='\"', escape='\"', strict_mode=true)"
+            )
+        except duckdb.Error as exc:
+            raise _csv_read_error(lf, exc) or exc
         source = "SELECT rowid AS _rn, * FROM _src"
     types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+    if lf.format == "parquet":  # DuckDB renames repeated names (region -> region_1): check the file's own names
+        try:
+            names = pq.read_schema(lf.path).names
+        except (OSError, ValueError):  # pyarrow cannot read what DuckDB could: nothing more to check
+            names = []
+        _check_unique_columns(lf.label, names)
     return source, types
 
 
@@ -398,6 +493,36 @@ def _ingested_index(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str
     return {(t, sha): load_id for t, sha, load_id in rows}
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """DuckDB could not write the warehouse, its WAL or its temp spill (disk full, I/O error, invalidated)."""
+    if not isinstance(exc, duckdb.Error):
+        return False
+    msg = str(exc).lower()
+    return isinstance(exc, duckdb.FatalException) or any(
+        s in msg for s in ("no space left", "could not write", "disk is full", "failed to create checkpoint"))
+
+
+def _unreadable(lf: LandingFile, exc: duckdb.Error) -> BaseException:
+    """A DuckDB error while reading the source: the file's fault (ContractError) unless the warehouse failed."""
+    if _is_write_failure(exc):
+        return exc
+    return ContractError(f"{lf.label}: column (none): unreadable {lf.format} file: {_first_line(exc)}")
+
+
+def _load_error(label: str, exc: BaseException) -> BaseException:
+    """The error a failed load raises: a warehouse I/O failure becomes a one-line UlmError naming ``label``
+    (the file being loaded); anything else is raised as it is."""
+    if isinstance(exc, duckdb.IOException) or _is_write_failure(exc):
+        detail = re.sub(r"^(?:FATAL |IO |TransactionContext )?Error: ", "", _first_line(exc))
+        detail = re.sub(r"^Failed(?: to commit)?: ", "", detail)
+        return UlmError(f"{label}: load failed, warehouse I/O error: {detail} (free disk space, then re-run)")
+    return exc
+
+
 def _run_load(con: duckdb.DuckDBPyConnection, lf: LandingFile, r: LoadResult, now: datetime,
               min_valid_timestamp: str | None) -> None:
     """The body of one file load (inside the caller's transaction)."""
@@ -405,16 +530,17 @@ def _run_load(con: duckdb.DuckDBPyConnection, lf: LandingFile, r: LoadResult, no
     try:
         source, src_types = _open_source(con, lf)
     except duckdb.Error as exc:
+        raise _unreadable(lf, exc) from None
+    except OSError as exc:  # our own header read (permissions, vanished file)
         raise ContractError(f"{lf.label}: column (none): unreadable {lf.format} file: "
-                            f"{str(exc).splitlines()[0]}") from None
+                            f"{exc.strerror or type(exc).__name__}") from None
     r.warnings = check_schema(lf.label, table, src_types)
     rules = Rules.for_load(now, min_valid_timestamp)
     r.rows_released, has_pending = _release_orphans(con, table, r.load_id, rules, now)
     try:
         con.execute(f"CREATE TEMP TABLE _stage AS {stage_sql(table, source, src_types, rules)}")
     except duckdb.Error as exc:
-        raise ContractError(f"{lf.label}: column (none): unreadable {lf.format} file: "
-                            f"{str(exc).splitlines()[0]}") from None
+        raise _unreadable(lf, exc) from None
     _mark_duplicates(con, table, has_pending)
     read, r.rows_accepted, r.rows_quarantined, r.rows_duplicate, invalid = _counts(con)
     r.rows_read = read
@@ -447,11 +573,22 @@ def load_file(con: duckdb.DuckDBPyConnection, lf: LandingFile, min_valid_timesta
             _drop_temps(con)
         ingested[(lf.table, sha)] = r.load_id  # a copy of the same file later in this run is skipped too
     except BaseException as exc:
-        _drop_temps(con)
-        failed = LoadResult(lf.table, r.load_id, r.source_file, sha)
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _audit(con, failed, "failed", message, started)
-        raise
+        # The load's own error is what propagates: cleanup and the failed-load audit row are best effort
+        # (after a disk-full / I/O error the database may refuse every further write).
+        error = _load_error(lf.label, exc)
+        message = _first_line(error)
+        try:
+            _drop_temps(con)
+        except duckdb.Error as drop_exc:
+            log.debug("%s: dropping temp tables failed: %s", lf.label, _first_line(drop_exc))
+        try:
+            _audit(con, LoadResult(lf.table, r.load_id, r.source_file, sha), "failed", message, started)
+        except duckdb.Error as audit_exc:
+            log.warning("%s: the failed load could not be recorded in raw.load_audit (%s); the error was: %s",
+                        lf.label, _first_line(audit_exc), message)
+        if error is exc:
+            raise
+        raise error from exc
     r.seconds = time.perf_counter() - t0
     return r
 
@@ -471,9 +608,15 @@ def release_only(con: duckdb.DuckDBPyConnection, table_name: str, min_valid_time
             if r.rows_released:
                 _audit(con, r, "ok", "released late-arriving rows", now)
             _drop_temps(con)
-    except BaseException:
-        _drop_temps(con)
-        raise
+    except BaseException as exc:
+        error = _load_error(f"{table_name} (release of late-arriving rows)", exc)
+        try:
+            _drop_temps(con)
+        except duckdb.Error as drop_exc:
+            log.debug("%s: dropping temp tables failed: %s", table_name, _first_line(drop_exc))
+        if error is exc:
+            raise
+        raise error from exc
     return r if r.rows_released else None
 
 
@@ -514,8 +657,14 @@ def ingest_files(files: list[LandingFile], warehouse: Path, progress: bool = Tru
     tables = {t: _empty_summary() for t in table_order()}
     con = connect(warehouse)
     try:
-        ensure_raw_schema(con)
-        ensure_key_indexes(con)
+        try:
+            ensure_raw_schema(con)
+            ensure_key_indexes(con)
+        except duckdb.Error as exc:
+            error = _load_error(f"warehouse {warehouse}", exc)
+            if error is exc:
+                raise
+            raise error from exc
         bar, task = _progress(progress, len(files))
         ingested = _ingested_index(con)
         with bar:
@@ -532,7 +681,10 @@ def ingest_files(files: list[LandingFile], warehouse: Path, progress: bool = Tru
                 if released:
                     _add(s, released)
     finally:
-        con.close()
+        try:
+            con.close()
+        except duckdb.Error as exc:  # an invalidated database (fatal I/O error): the load's error is raised
+            log.debug("closing the warehouse failed: %s", _first_line(exc))
     for name, s in tables.items():
         if s["files"] or s["files_skipped"] or s["rows_released"]:
             log.info("%s: %d file(s) (%d already ingested), read %d, accepted %d, quarantined %d, "

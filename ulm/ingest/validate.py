@@ -33,6 +33,7 @@ REASON_CODES = (
     "timestamp_too_old",
     "timestamp_in_future",
     "out_of_range",
+    "amount_out_of_range",
     "constraint",
     "unknown_account",
 )
@@ -248,6 +249,11 @@ def _when_clauses(table: Table, rules: Rules, known_accounts_sql: str) -> list[s
         if c.max_value is not None:
             w.append(f"WHEN {t[c.name]} > {_fmt_num(c.max_value)} "
                      f"THEN {_why('out_of_range', c.name, f'above maximum {_fmt_num(c.max_value)}')}")
+    for c in table.columns:
+        if c.max_param is not None:  # money bound from a parameter: sums downstream must never overflow
+            bound = _fmt_num(float(param(c.max_param)))
+            w.append(f"WHEN {t[c.name]} > {bound} "
+                     f"THEN {_why('amount_out_of_range', c.name, f'above {c.max_param} {bound}')}")
     for tbl, code, rule_sql in contract.ROW_RULES:
         if tbl == table.name:
             col = _rule_column(table, rule_sql)

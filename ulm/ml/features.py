@@ -255,6 +255,10 @@ def build_snapshots(warehouse: Path, as_of: date, cutoffs: list[date] | None = N
     with connect(warehouse) as con:
         sql = snapshot_sql(_event_columns(con, schema), schema=schema)
         cutoffs = cutoffs if cutoffs is not None else month_end_cutoffs(con, as_of, schema)
+        if not cutoffs:
+            raise UlmError(f"{schema}.fct_person_activity_daily: column activity_date: no month end with activity on "
+                           f"or before {as_of} (rule: training needs point-in-time snapshots; is the as-of day "
+                           "before the data?)")
         for cutoff in cutoffs:
             require_clv_snapshot(con, cutoff, schema)
         ensure_ml_schema(con)

@@ -109,8 +109,8 @@ TYPES: dict[str, dict[str, str]] = {
     "fct_person_activity_daily": {
         "person_id": "varchar", "activity_date": "date", "n_events": "integer",
         **{f"n_{name}": "integer" for name in EVENT_RATES}, "n_orders": "integer", "n_purchases": "integer",
-        "is_purchase_day": "boolean", "is_active_day": "boolean", "net_revenue": "decimal(18,2)",
-        "gmv": "decimal(18,2)"},
+        "is_purchase_day": "boolean", "is_active_day": "boolean", "net_revenue": "decimal(38,2)",
+        "gmv": "decimal(38,2)"},
     "fct_orders": {
         "order_id": "varchar", "person_id": "varchar", "order_date": "date", "net_amount": "decimal(18,2)",
         "is_purchase": "boolean", "kol_id": "varchar"},
@@ -119,7 +119,7 @@ TYPES: dict[str, dict[str, str]] = {
         "accepted_date": "date", "is_accepted": "boolean"},
     "fct_clv_snapshots": {
         "snapshot_date": "date", "person_id": "varchar", "frequency": "bigint", "recency_days": "integer",
-        "t_days": "integer", "monetary_value": "decimal(18,2)"},
+        "t_days": "integer", "monetary_value": "decimal(38,2)"},
 }
 
 # fixture only (see the module docstring): the fct_clv_snapshots rows for the activity written
@@ -147,7 +147,7 @@ snapshot_dates as (
 select s.snapshot_date, r.person_id, r.frequency,
        cast(r.last_purchase_date - r.first_purchase_date as integer) as recency_days,
        cast(s.snapshot_date - r.first_purchase_date as integer) as t_days,
-       cast(case when r.frequency > 0 then r.repeat / r.frequency else 0 end as decimal(18, 2)) as monetary_value
+       cast(case when r.frequency > 0 then r.repeat / r.frequency else 0 end as decimal(38, 2)) as monetary_value
 from running as r
 join snapshot_dates as s on s.snapshot_date >= r.last_purchase_date and s.snapshot_date < r.next_purchase_date
 """

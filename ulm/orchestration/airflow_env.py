@@ -17,6 +17,7 @@ from pathlib import Path
 from ulm.core import settings as _settings
 from ulm.core.context import RunContext
 from ulm.core.errors import UlmError
+from ulm.orchestration.processes import die_with_parent
 from ulm.privacy.keys import ensure_local_pii_key
 from ulm.warehouse import AUDIT_PREFIX
 
@@ -69,7 +70,7 @@ def ensure_airflow_db(env: dict[str, str]) -> None:
     log.info("initialising Airflow metadata in %s (first use, ~20 s)", home)
     for cmd in ([venv_bin("airflow"), "db", "migrate"],
                 [venv_bin("airflow"), "pools", "set", POOL, "1", "ULM: one DuckDB writer at a time"]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=die_with_parent)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise UlmError(f"{' '.join(cmd[1:])} failed in {home}: {tail[0]}")
@@ -91,7 +92,8 @@ def ensure_manifest(env: dict[str, str]) -> Path:
     cmd = [venv_bin("dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
            "--target-path", str(target), "--log-path", str(target.parent / "logs"), "--no-use-colors", "--quiet"]
     parse_env = {**env, "ULM_SCHEMA_PREFIX": AUDIT_PREFIX}
-    proc = subprocess.run(cmd, env=parse_env, capture_output=True, text=True, cwd=str(project))
+    proc = subprocess.run(cmd, env=parse_env, capture_output=True, text=True, cwd=str(project),
+                          preexec_fn=die_with_parent)
     if proc.returncode != 0 or not manifest.exists():
         lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
         raise UlmError(f"dbt parse of {project} failed: {lines[-1] if lines else 'no output'}")

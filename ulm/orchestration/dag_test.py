@@ -6,6 +6,7 @@ Started by :mod:`ulm.orchestration.runner` with the project-local Airflow enviro
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import date, datetime
@@ -50,8 +51,23 @@ def _child_dag_test(plan: list[dict], result_file: Path) -> int:
     return 0
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (from ``ulm run``, or from the kernel when ``ulm run`` died): stop every process this run started
+    (the Cosmos dbt producer runs in its own session), then exit, so no writer outlives the command."""
+    import signal
+
+    from ulm.orchestration.processes import kill_descendants
+
+    def _handler(signum, frame):
+        kill_descendants()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _handler)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 2:
+        _stop_on_sigterm()
         return _child_dag_test(json.loads(argv[0]), Path(argv[1]))
     print("usage: python -m ulm.orchestration.dag_test PLAN_JSON RESULT_FILE (internal, started by ulm run)",
           file=sys.stderr)

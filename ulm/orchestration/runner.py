@@ -23,10 +23,11 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ulm.core import settings as _settings
 from ulm.core.context import RunContext
 from ulm.core.errors import UlmError
 from ulm.orchestration.airflow_env import airflow_env, ensure_airflow_db, ensure_manifest
-from ulm.orchestration.processes import sigterm_as_interrupt, stop
+from ulm.orchestration.processes import die_with_parent, sigterm_as_interrupt, stop
 from ulm.warehouse import write_lock
 
 log = logging.getLogger("ulm.orchestration")
@@ -46,6 +47,14 @@ def is_training_day(as_of: date) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- running
+
+class RunFailed(UlmError):
+    """A DAG run that did not succeed; ``result`` holds what the run did (states, seconds, failures)."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result
+
 
 def run(ctx: RunContext, *, ml: bool = True, train: bool | None = None, wait_seconds: float = 0.0) -> dict:
     """Run ``ulm_daily`` (then ``ulm_ml``) for the context's as-of business day on its warehouse.
@@ -70,8 +79,13 @@ def backfill(start: date, end: date, ctx: RunContext, *, ml: bool = True, train:
     with write_lock(ctx.warehouse, f"ulm backfill {start} {end}", wait_seconds):
         day = start
         while day <= end:
+            log.info("backfill day %d of %d: %s", (day - start).days + 1, (end - start).days + 1, day)
             try:
-                days[day.isoformat()] = _run_locked(ctx.with_(as_of=day), ml, train)
+                days[day.isoformat()] = _run_locked(ctx.with_(as_of=day), ml, train, dag_start=start)
+            except RunFailed as exc:
+                days[day.isoformat()] = exc.result
+                raise RunFailed(f"backfill stopped at {day} ({len(days) - 1} day(s) done): {exc}",
+                                {"start": start.isoformat(), "end": end.isoformat(), "runs": days}) from None
             except UlmError as exc:
                 raise UlmError(f"backfill stopped at {day} ({len(days)} day(s) done): {exc}") from None
             day += timedelta(days=1)
@@ -79,10 +93,13 @@ def backfill(start: date, end: date, ctx: RunContext, *, ml: bool = True, train:
             "seconds": round(time.perf_counter() - t0, 3), "runs": days}
 
 
-def _run_locked(ctx: RunContext, ml: bool, train: bool | None) -> dict:
+def _run_locked(ctx: RunContext, ml: bool, train: bool | None, dag_start: date | None = None) -> dict:
     t0 = time.perf_counter()
     as_of = ctx.require_as_of()
-    env = airflow_env(ctx)
+    # an in-process run starts the schedule with the day it runs (CDNOW's 1997 days run like any other); a
+    # deployment's scheduler keeps ULM_DAG_START_DATE
+    start = min(_settings.settings().dag_start_date, dag_start or as_of)
+    env = airflow_env(ctx, ULM_DAG_START_DATE=start.isoformat())
     ensure_airflow_db(env)
     ensure_manifest(env)
     plan = [{"dag_id": DAILY_DAG, "conf": {"as_of": as_of.isoformat()}}]
@@ -95,13 +112,27 @@ def _run_locked(ctx: RunContext, ml: bool, train: bool | None) -> dict:
            "seconds": round(time.perf_counter() - t0, 3)}
     for dag_id, res in results.items():
         if res["state"] != "success":
-            raise UlmError(f"{dag_id} {as_of} failed: {_failure_line(res)}")
+            raise RunFailed(f"{dag_id} {as_of} failed: {_failure_line(res)}", out)
+        ran = [t for t, state in res.get("tasks", {}).items() if state in ("success", "failed", "skipped")]
+        if not ran:
+            raise RunFailed(f"{dag_id} {as_of} ran no task (log: {res.get('log')})", out)
+    for dag_id in (p["dag_id"] for p in plan):
+        if dag_id not in results:
+            raise RunFailed(f"{dag_id} {as_of} did not run (log: {results[DAILY_DAG].get('log')})", out)
     return out
 
 
 def _failure_line(res: dict) -> str:
     if res.get("failures"):
-        return "; ".join(f"task {f['task_id']}: {f['reason']}" for f in res["failures"])
+        dbt = res.get("dbt_errors") or []
+        parts = []
+        for f in res["failures"]:
+            if f["task_id"].endswith("dbt_producer_watcher") and dbt:
+                parts.append(f"task {f['task_id']}: dbt build failed: " + "; ".join(dbt[:3])
+                             + (f" and {len(dbt) - 3} more" if len(dbt) > 3 else ""))
+            else:
+                parts.append(f"task {f['task_id']}: {f['reason']}")
+        return "; ".join(parts)
     failed = [t for t, s in res.get("tasks", {}).items() if s in ("failed", "upstream_failed")]
     return f"tasks not successful: {', '.join(failed) or res.get('error') or 'unknown'} (log: {res.get('log')})"
 
@@ -118,7 +149,8 @@ def _run_child(plan: list[dict], as_of: date, env: dict[str, str]) -> dict:
         cmd = [sys.executable, "-m", "ulm.orchestration.dag_test", json.dumps(plan), str(result_file)]
         with open(log_file, "w", encoding="utf-8") as fh:
             proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, cwd=env["ULM_HOME"], start_new_session=True)
+                                    text=True, cwd=env["ULM_HOME"], start_new_session=True,
+                                    preexec_fn=die_with_parent)
             try:
                 with sigterm_as_interrupt():
                     _stream(proc, fh)
@@ -129,8 +161,10 @@ def _run_child(plan: list[dict], as_of: date, env: dict[str, str]) -> dict:
         if not result_file.exists():
             raise UlmError(f"the Airflow run for {as_of} crashed (exit {proc.returncode}); see {log_file}")
         results = json.loads(result_file.read_text())
+    dbt_errors = dbt_errors_from_log(log_file)
     for dag_id, res in results.items():
         res["log"] = str(log_file)
+        res["dbt_errors"] = dbt_errors if dag_id == DAILY_DAG else []
         res["failures"] = [e for e in events if e["dag_id"] == dag_id and e["event"] == "failed"]
         res["skips"] = [e for e in events if e["dag_id"] == dag_id and e["event"] == "skipped"]
     return results
@@ -150,3 +184,26 @@ def _read_events(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def dbt_errors_from_log(log_file: Path) -> list[str]:
+    """One line per failed dbt node of the run: ``model X: <the database's message>`` (from dbt's JSON events in the
+    Cosmos producer's output), so a failed build names the model and the reason, not just an exit code."""
+    out: list[str] = []
+    if not log_file.exists():
+        return out
+    with open(log_file, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if '"RunResultError"' not in line and '"RunResultFailure"' not in line:
+                continue
+            try:
+                event = json.loads(line[line.index("{"):].rsplit("}", 1)[0] + "}")
+            except ValueError:
+                continue
+            if event.get("info", {}).get("name") != "RunResultError":
+                continue
+            node = event.get("data", {}).get("node_info", {})
+            lines = [ln.strip() for ln in str(event["data"].get("msg", "")).splitlines() if ln.strip()]
+            reason = lines[1] if len(lines) > 1 else (lines[0] if lines else "failed")
+            out.append(f"{node.get('resource_type', 'node')} {node.get('node_name', '?')}: {reason}"[:500])
+    return out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,21 @@ from pathlib import Path
 import duckdb
 
 from ulm.core.errors import UlmError
+from ulm.warehouse.schemas import AUDIT, AUDIT_PREFIX, LAYERS, ML, PUBLISHED, RAW
+
+log = logging.getLogger("ulm.warehouse")
+
+# DuckDB names a database's catalog after its file name (up to the first dot, case-insensitively), so a file
+# named like one of these schemas makes every unqualified ``<schema>.<table>`` reference ambiguous.
+SCHEMA_NAMES = frozenset({RAW, AUDIT, ML, PUBLISHED, *LAYERS, *(AUDIT_PREFIX + layer for layer in LAYERS)})
+
+
+def _check_file_name(path: Path) -> None:
+    """UlmError when the warehouse file's catalog name (its name up to the first dot) is a schema name."""
+    catalog = path.name.split(".")[0]
+    if catalog.lower() in SCHEMA_NAMES:
+        raise UlmError(f"warehouse {path}: the file name {catalog!r} is also a schema name; "
+                       f"name the file e.g. warehouse.duckdb")
 
 
 def _friendly(path: Path, exc: duckdb.Error) -> UlmError:
@@ -23,6 +39,7 @@ def _friendly(path: Path, exc: duckdb.Error) -> UlmError:
 def connect(path: Path) -> duckdb.DuckDBPyConnection:
     """Open the warehouse read-write (creating it); a lock held by another process is a one-line UlmError."""
     path = Path(path)
+    _check_file_name(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(path))
@@ -35,6 +52,7 @@ def connect(path: Path) -> duckdb.DuckDBPyConnection:
 def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     """Open an existing warehouse read-only (UlmError when it does not exist or a writer holds it)."""
     path = Path(path)
+    _check_file_name(path)
     if not path.exists():
         raise UlmError(f"warehouse {path} does not exist; run `ulm ingest` / `ulm run` first")
     try:
@@ -47,14 +65,30 @@ def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
 
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """BEGIN; COMMIT when the block ends, ROLLBACK (and re-raise) when it raises, even on KeyboardInterrupt."""
+    """BEGIN; COMMIT when the block ends, ROLLBACK (and re-raise) when it raises, even on KeyboardInterrupt.
+
+    The error that ended the block is what propagates: a ROLLBACK that fails too (DuckDB already aborted the
+    transaction, or the database was invalidated by an I/O error) is logged, never raised in its place.
+    A failing COMMIT is rolled back the same way and re-raised.
+    """
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback_quietly(con)
         raise
-    con.execute("COMMIT")
+    try:
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback_quietly(con)
+        raise
+
+
+def _rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as exc:  # no transaction left to roll back; the caller raises the original error
+        log.debug("rollback failed: %s", (str(exc).splitlines() or [type(exc).__name__])[0])
 
 
 def quote(name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ulm.core.errors import UlmError
+
+log = logging.getLogger("ulm.lock")
 
 
 def lock_path(warehouse: Path) -> Path:
@@ -31,6 +34,7 @@ def write_lock(warehouse: Path, what: str, wait_seconds: float = 0.0) -> Iterato
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + max(wait_seconds, 0.0)
+    acquired = False
     try:
         while True:
             try:
@@ -40,17 +44,34 @@ def write_lock(warehouse: Path, what: str, wait_seconds: float = 0.0) -> Iterato
                 if time.monotonic() >= deadline:
                     raise UlmError(
                         f"another ULM run is writing the warehouse ({holder(path)}; lock {path}); "
-                        f"wait for it to finish or pass a wait time") from None
+                        f"wait for it to finish, or pass --wait SECONDS") from None
                 time.sleep(0.5)
+        _note_takeover(path)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "what": what,
                                  "since": datetime.now().isoformat(timespec="seconds")}).encode())
         os.fsync(fd)
+        acquired = True
         yield path
     finally:
+        if acquired:  # released by us: an empty file; a holder that died leaves its record behind
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _note_takeover(path: Path) -> None:
+    """Log when the previous holder died without releasing the lock (the kernel released it for us)."""
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return
+    pid = info.get("pid")
+    if pid and pid != os.getpid():
+        log.warning("taking over the write lock of %s from pid %s (%s since %s), which is no longer running",
+                    path.name, pid, info.get("what", "?"), info.get("since", "?"))
 
 
 def holder(path: Path) -> str:

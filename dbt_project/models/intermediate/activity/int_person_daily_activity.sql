@@ -82,8 +82,8 @@ order_days as (
         order_date as activity_date,
         count(*) as n_orders,
         count(*) filter (where is_purchase) as n_purchases,
-        sum(net_amount) as net_revenue,
-        sum(gmv_amount) as gmv,
+        {{ money_total('sum(net_amount)') }} as net_revenue,
+        {{ money_total('sum(gmv_amount)') }} as gmv,
         max(_loaded_at) as _max_loaded_at
     from selected_orders
     group by person_id, order_date
@@ -101,8 +101,8 @@ final as (
         cast(coalesce(o.n_purchases, 0) as integer) as n_purchases,
         coalesce(o.n_purchases, 0) > 0 as is_purchase_day,
         (coalesce(e.n_events, 0) > 0 or coalesce(o.n_purchases, 0) > 0) as is_active_day,
-        cast(coalesce(o.net_revenue, 0) as decimal(18, 2)) as net_revenue,
-        cast(coalesce(o.gmv, 0) as decimal(18, 2)) as gmv,
+        {{ money_total('coalesce(o.net_revenue, 0)') }} as net_revenue,
+        {{ money_total('coalesce(o.gmv, 0)') }} as gmv,
         greatest(e._max_loaded_at, o._max_loaded_at) as _max_loaded_at
     from event_days as e
     full outer join order_days as o

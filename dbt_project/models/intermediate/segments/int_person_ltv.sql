@@ -22,7 +22,7 @@ scores as (
 joined as (
     select
         persons.person_id,
-        coalesce(activity.realized_net_revenue, 0) as realized_ltv,
+        {{ money_total('coalesce(activity.realized_net_revenue, 0)') }} as realized_ltv,
         cast(scores.predicted_ltv_365 as decimal(18, 2)) as predicted_ltv_365,
         scores.churn_probability,
         scores.score_date
@@ -38,7 +38,7 @@ final as (
         predicted_ltv_365,
         churn_probability,
         score_date,
-        cast(realized_ltv + coalesce(predicted_ltv_365, 0) as decimal(18, 2)) as predicted_total_ltv,
+        {{ money_total('realized_ltv + coalesce(predicted_ltv_365, 0)') }} as predicted_total_ltv,
         case
             when realized_ltv + coalesce(predicted_ltv_365, 0) > {{ p('ltv_tier_core_min') }} then 'core'
             when realized_ltv + coalesce(predicted_ltv_365, 0) >= {{ p('ltv_tier_potential_min') }} then 'potential'

@@ -21,7 +21,7 @@ windowed as (
     select
         daily.person_id,
         eval_dates.which,
-        sum(daily.net_revenue) as net_revenue_window,
+        {{ money_total('sum(daily.net_revenue)') }} as net_revenue_window,
         cast(sum(daily.n_share) as bigint) as shares_window,
         count(case when daily.n_share > 0
                     and daily.activity_date > {{ marts_days_before(streak_days, 'eval_dates.eval_date') }}

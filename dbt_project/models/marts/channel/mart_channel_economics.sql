@@ -22,7 +22,7 @@ spend as (
         acquisition_channel,
         platform,
         {{ period_start('month', 'spend_date') }} as cohort_month,
-        sum(spend) as spend
+        {{ money_total('sum(spend)') }} as spend
     from {{ ref('stg_marketing_spend') }}
     where spend_date <= {{ as_of_date() }}
     group by 1, 2, 3
@@ -50,7 +50,8 @@ revenue_days as (
 ),
 
 revenue_by_offset as (
-    select acquisition_channel, platform, cohort_month, day_offset, sum(net_revenue) as net_revenue
+    select acquisition_channel, platform, cohort_month, day_offset,
+           {{ money_total('sum(net_revenue)') }} as net_revenue
     from revenue_days
     group by 1, 2, 3, 4
 ),
@@ -62,7 +63,7 @@ cohorts as (
         persons.cohort_month,
         count(*) as new_persons,
         count(activity.first_purchase_date) as paying_persons,
-        sum(ltv.predicted_total_ltv) as total_predicted_ltv,
+        {{ money_total('sum(ltv.predicted_total_ltv)') }} as total_predicted_ltv,
         count(ltv.predicted_ltv_365) > 0 as has_model_scores
     from persons
     left join activity on activity.person_id = persons.person_id
@@ -76,7 +77,7 @@ realized as (
         platform,
         cohort_month
         {%- for n in ltv_days %},
-        sum(case when day_offset < {{ n }} then net_revenue else 0 end) as net_revenue_{{ n }}d
+        {{ money_total('sum(case when day_offset < ' ~ n ~ ' then net_revenue else 0 end)') }} as net_revenue_{{ n }}d
         {%- endfor %}
     from revenue_by_offset
     group by 1, 2, 3
@@ -87,7 +88,7 @@ economics as (
         coalesce(cohorts.acquisition_channel, spend.acquisition_channel) as acquisition_channel,
         coalesce(cohorts.platform, spend.platform) as platform,
         coalesce(cohorts.cohort_month, spend.cohort_month) as cohort_month,
-        cast(coalesce(spend.spend, 0) as decimal(18, 2)) as spend,
+        {{ money_total('coalesce(spend.spend, 0)') }} as spend,
         coalesce(cohorts.new_persons, 0) as new_persons,
         coalesce(cohorts.paying_persons, 0) as paying_persons,
         cohorts.total_predicted_ltv,
@@ -102,8 +103,9 @@ economics as (
 with_cac as (
     select
         economics.*,
-        cast(spend / nullif(new_persons, 0) as decimal(18, 2)) as cac,
-        cast(spend / nullif(paying_persons, 0) as decimal(18, 2)) as cost_per_paying_person
+        -- means of cohort totals: bounded only by the total (a one-person cohort), so DECIMAL(38,2) as well
+        {{ money_total('spend / nullif(new_persons, 0)') }} as cac,
+        {{ money_total('spend / nullif(paying_persons, 0)') }} as cost_per_paying_person
     from economics
 ),
 
@@ -117,11 +119,11 @@ payback as (
     inner join (
         select
             *,
-            sum(net_revenue) over (
+            cast(sum(net_revenue) over (
                 partition by acquisition_channel, platform, cohort_month
                 order by day_offset
                 rows between unbounded preceding and current row
-            ) as cumulative_net_revenue
+            ) as decimal(38, 2)) as cumulative_net_revenue
         from revenue_by_offset
     ) as cumulative
         on cumulative.acquisition_channel = with_cac.acquisition_channel
@@ -148,10 +150,9 @@ final as (
             when with_cac.new_persons > 0
                  and {{ marts_month_end('with_cac.cohort_month') }} <= {{ marts_days_before(n) }}
                 then coalesce(realized.net_revenue_{{ n }}d, 0) / with_cac.new_persons
-        end as decimal(18, 2)) as realized_net_revenue_per_person_{{ n }}d,
+        end as decimal(38, 2)) as realized_net_revenue_per_person_{{ n }}d,
         {%- endfor %}
-        cast(with_cac.total_predicted_ltv / nullif(with_cac.new_persons, 0) as decimal(18, 2))
-            as predicted_ltv_per_person,
+        {{ money_total('with_cac.total_predicted_ltv / nullif(with_cac.new_persons, 0)') }} as predicted_ltv_per_person,
         case when with_cac.has_model_scores then 'model' else 'realized' end as ltv_source,
         -- (total LTV / persons) / (spend / persons), computed without intermediate rounding
         cast(case when with_cac.new_persons > 0 and with_cac.spend > 0

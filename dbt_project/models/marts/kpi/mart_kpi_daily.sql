@@ -68,11 +68,11 @@ activity_days as (
 order_days as (
     select
         {{ day_num('order_date') }} as day_num,
-        sum(gmv_amount) as gmv,
-        sum(net_amount) as net_revenue,
+        {{ money_total('sum(gmv_amount)') }} as gmv,
+        {{ money_total('sum(net_amount)') }} as net_revenue,
         count(*) as orders,
         count(*) filter (where is_purchase) as purchases,
-        sum(gmv_amount) filter (where scenario = 'community') as community_gmv
+        {{ money_total("sum(gmv_amount) filter (where scenario = 'community')") }} as community_gmv
     from orders
     group by 1
 ),
@@ -250,11 +250,11 @@ cumulative as (
                       'invite', 'winback', 'reactivation'] %}
         sum({{ m }}_delta) over w_all as {{ m }}_persons,
         {%- endfor %}
-        sum(highvalue_value_delta) over w_all as highvalue_gmv_30d,
+        {{ money_total('sum(highvalue_value_delta) over w_all') }} as highvalue_gmv_30d,
         sum(new_persons) over w_all as persons_to_date,
         sum(new_cross_platform) over w_all as cross_platform_persons,
-        sum(net_revenue) over w_30 as net_revenue_30d,
-        sum(gmv) over w_30 as gmv_30d,
+        {{ money_total('sum(net_revenue) over w_30') }} as net_revenue_30d,
+        {{ money_total('sum(gmv) over w_30') }} as gmv_30d,
         sum(content_interactions) over w_30 as content_interactions_30d,
         sum(content_views) over w_30 as content_views_30d,
         sum(share_events) over w_30 as share_events_30d,
@@ -276,13 +276,13 @@ final as (
         cast(c.mau_persons as integer) as mau,
         c.dau / nullif(c.mau_persons, 0) as stickiness,
         cast(c.new_persons as integer) as new_persons,
-        cast(c.gmv as decimal(18, 2)) as gmv,
-        cast(c.net_revenue as decimal(18, 2)) as net_revenue,
+        {{ money_total('c.gmv') }} as gmv,
+        {{ money_total('c.net_revenue') }} as net_revenue,
         cast(c.orders as integer) as orders,
         cast(c.purchases as integer) as purchases,
         c.net_revenue / nullif(c.purchases, 0) as aov,
-        cast(c.net_revenue_30d as decimal(18, 2)) as net_revenue_30d,
-        cast(c.gmv_30d as decimal(18, 2)) as gmv_30d,
+        {{ money_total('c.net_revenue_30d') }} as net_revenue_30d,
+        {{ money_total('c.gmv_30d') }} as gmv_30d,
         c.net_revenue_30d / nullif(c.mau_persons, 0) as arpu_30d,
         c.net_revenue_30d / nullif(c.payers30_persons, 0) as arppu_30d,
         cast(c.payers30_persons as integer) as paying_persons_30d,

@@ -68,11 +68,11 @@ activity_months as (
 order_months as (
     select
         {{ period_start('month', 'order_date') }} as month_start,
-        sum(gmv_amount) as gmv,
-        sum(net_amount) as net_revenue,
+        {{ money_total('sum(gmv_amount)') }} as gmv,
+        {{ money_total('sum(net_amount)') }} as net_revenue,
         count(*) as orders,
         count(*) filter (where is_purchase) as purchases,
-        sum(gmv_amount) filter (where scenario = 'community') as community_gmv
+        {{ money_total("sum(gmv_amount) filter (where scenario = 'community')") }} as community_gmv
     from orders
     group by 1
 ),
@@ -136,8 +136,8 @@ final as (
         {{ add_days(add_periods('month', 'm.month_start', 1), -1) }} <= {{ as_of_date() }} as month_complete,
         cast(coalesce(a.active_persons, 0) as integer) as mau,
         cast(coalesce(n.new_persons, 0) as integer) as new_persons,
-        cast(coalesce(o.gmv, 0) as decimal(18, 2)) as gmv,
-        cast(coalesce(o.net_revenue, 0) as decimal(18, 2)) as net_revenue,
+        {{ money_total('coalesce(o.gmv, 0)') }} as gmv,
+        {{ money_total('coalesce(o.net_revenue, 0)') }} as net_revenue,
         cast(coalesce(o.orders, 0) as integer) as orders,
         cast(coalesce(o.purchases, 0) as integer) as purchases,
         cast(coalesce(a.purchasing_persons, 0) as integer) as purchasing_persons,

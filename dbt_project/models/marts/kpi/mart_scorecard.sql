@@ -23,7 +23,7 @@ funnel as (
 ltv_persons as (
     select
         p.person_id,
-        coalesce(sum(a.net_revenue), 0) as realized_365
+        {{ money_total('coalesce(sum(a.net_revenue), 0)') }} as realized_365
     from {{ ref('int_persons') }} as p
     left join {{ ref('int_person_daily_activity') }} as a
         on a.person_id = p.person_id

@@ -38,9 +38,9 @@ running as (
         next_purchase_date,
         min(activity_date) over (partition by person_id) as first_purchase_date,
         purchase_day_number - 1 as frequency,
-        sum(case when purchase_day_number > 1 then net_revenue end) over (
+        cast(sum(case when purchase_day_number > 1 then net_revenue end) over (
             partition by person_id order by activity_date rows between unbounded preceding and current row
-        ) as repeat_net_revenue
+        ) as decimal(38, 2)) as repeat_net_revenue
     from numbered
 ),
 
@@ -51,7 +51,8 @@ final as (
         r.frequency,
         {{ days_between('r.first_purchase_date', 'r.last_purchase_date') }} as recency_days,
         {{ days_between('r.first_purchase_date', 's.snapshot_date') }} as t_days,
-        cast(case when r.frequency > 0 then r.repeat_net_revenue / r.frequency else 0 end as decimal(18, 2))
+        -- a mean of person-day totals (bounded only by the largest one): DECIMAL(38,2) like the totals
+        {{ money_total('case when r.frequency > 0 then r.repeat_net_revenue / r.frequency else 0 end') }}
             as monetary_value
     from running as r
     inner join snapshot_dates as s
