@@ -34,3 +34,15 @@ def cdnow_sample_warehouse(tmp_path_factory):
     ingest_cdnow(cdnow_dir() / "CDNOW_sample.txt", wh, progress=False)
     run_dbt(RunContext.create(as_of=date(1997, 9, 30), warehouse=wh), "run", select="+mart_clv_summary", progress=False)
     return wh
+
+
+@pytest.fixture
+def landing(tmp_path):
+    """An empty landing folder path (tests write the files they need)."""
+    return tmp_path / "landing"
+
+
+@pytest.fixture
+def wh(tmp_path):
+    """A warehouse file path of this test (modules with a prepared warehouse define their own ``wh``)."""
+    return tmp_path / "wh.duckdb"

@@ -99,16 +99,6 @@ def quarantine(wh: Path) -> list[tuple]:
     return q(wh, "SELECT table_name, reason_code, reason_detail, original_row FROM raw.quarantine ORDER BY quarantine_id")
 
 
-@pytest.fixture
-def landing(tmp_path: Path) -> Path:
-    return tmp_path / "landing"
-
-
-@pytest.fixture
-def wh(tmp_path: Path) -> Path:
-    return tmp_path / "wh.duckdb"
-
-
 def ingest(landing: Path, wh: Path, **kw) -> dict:
     return ingest_dir(landing, wh, progress=False, **kw)
 

@@ -26,16 +26,6 @@ from ulm.core.errors import ContractError, UlmError
 from ulm.warehouse import connect, connect_read_only, transaction
 
 
-@pytest.fixture
-def landing(tmp_path: Path) -> Path:
-    return tmp_path / "landing"
-
-
-@pytest.fixture
-def wh(tmp_path: Path) -> Path:
-    return tmp_path / "wh.duckdb"
-
-
 def _failed_audit(wh: Path, table: str) -> list[tuple]:
     return q(wh, "SELECT status, message FROM raw.load_audit WHERE table_name = ? AND status = 'failed'", [table])
 
