@@ -8,6 +8,7 @@ run may pass the param `as_of`). Backfills: `ulm backfill START END`, or `airflo
 0. **context** - the run context (as-of day, warehouse, schema prefix `audit_`, run id), read by every task.
 1. **ingest** - new landing files up to the as-of day into `raw` (quarantine + `raw.load_audit`).
 2. **gate_landing** (Gate 1) - this run's loads reconcile, invalid ratios under `max_invalid_ratio`, none failed.
+   **erase** - pending erasure requests, in every layer and file, before anything is built.
 3. **dbt_audit** - Cosmos `DbtTaskGroup`, WATCHER mode: ONE `dbt build` (producer, pool `ulm_duckdb`)
    into `audit_staging` / `audit_intermediate` / `audit_marts`; every model is a sensor task in the UI.
 4. **gate_staging** (Gate 2) and **gate_marts** (Gate 3) - Great Expectations suites (`ulm.quality`).
@@ -32,7 +33,7 @@ from ulm.warehouse import AUDIT_PREFIX
 
 with DAG(
     dag_id="ulm_daily",
-    description="Ingest -> Gate 1 -> dbt (audit) -> Gates 2/3 -> publish -> audience export",
+    description="Ingest -> Gate 1 -> erase -> dbt (audit) -> Gates 2/3 -> publish -> audience export",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone=t.BUSINESS_TZ),
     **t.dag_settings(),
@@ -50,4 +51,4 @@ with DAG(
     staging_ok = t.gate_staging(run)
     marts_ok = t.gate_marts(run)
     published = t.publish(run)
-    landing_ok >> dbt_audit >> staging_ok >> marts_ok >> published >> t.export_audiences(run)
+    landing_ok >> t.erase(run) >> dbt_audit >> staging_ok >> marts_ok >> published >> t.export_audiences(run)

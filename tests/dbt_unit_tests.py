@@ -10,7 +10,8 @@ UNIT_TESTS_BY_MODEL: dict[str, tuple[str, ...]] = {
     "stg_events": ("business_day_is_shanghai_not_utc",),
     "stg_orders": ("purchase_rules_refunded_cancelled_zero_amount",),
     # intermediate
-    "int_identity_components": ("identity_chain_of_four_accounts_multi_hop",),
+    "int_identity_keys": ("identity_keys_guards_blocked_pattern_fan_out_and_normal_link",),
+    "int_identity_components": ("identity_chain_of_four_accounts_multi_hop", "identity_refused_keys_link_nothing"),
     "int_lifecycle_stage_points": ("stage_thresholds_29_30_89_90",),
     "int_community_members": ("community_member_stages_first_match_wins",),
     "int_person_rfm": (
@@ -34,6 +35,7 @@ UNIT_TESTS_BY_MODEL: dict[str, tuple[str, ...]] = {
     "mart_alerts": (
         "d7_retention_alert_strictly_below_threshold",
         "d7_retention_alert_fires_below_threshold",
+        "giant_identity_component_alert_strictly_above_threshold",
     ),
 }
 

@@ -100,7 +100,8 @@ def test_daily_pipeline_order(parsed: dict) -> None:
     assert tasks["context"]["upstream"] == [] and all("context" in tasks[t]["upstream"] for t in own)
     assert _up(tasks, "ingest") == []  # the run context is resolved once, first
     assert _up(tasks, "gate_landing") == ["ingest"]
-    assert tasks[producer]["upstream"] == ["gate_landing"]
+    assert _up(tasks, "erase") == ["gate_landing"]  # erasure requests apply before anything is built
+    assert tasks[producer]["upstream"] == ["erase"]
     assert "dbt_audit.dbt_producer_watcher_done" in tasks["gate_staging"]["upstream"]
     assert _up(tasks, "gate_marts") == ["gate_staging"]
     assert _up(tasks, "publish") == ["gate_marts"]
@@ -120,7 +121,7 @@ def test_every_dbt_model_is_a_task(parsed: dict) -> None:
 def test_single_duckdb_writer(parsed: dict) -> None:
     """Every task that writes DuckDB takes the 1-slot pool; the watcher sensors only read XCom."""
     tasks = _daily(parsed)
-    writers = ["ingest", "gate_landing", "dbt_audit.dbt_producer_watcher", "gate_staging", "gate_marts",
+    writers = ["ingest", "gate_landing", "erase", "dbt_audit.dbt_producer_watcher", "gate_staging", "gate_marts",
                "publish", "export_audiences"]
     assert all(tasks[t]["pool"] == "ulm_duckdb" for t in writers)
     sensors = [t for t, v in tasks.items() if v["operator"].endswith(("WatcherOperator", "WatcherSensor"))
@@ -133,7 +134,7 @@ def test_single_duckdb_writer(parsed: dict) -> None:
 
 def test_retries_docs_and_failure_callbacks(parsed: dict) -> None:
     tasks = _daily(parsed)
-    for name in ("ingest", "publish", "export_audiences"):
+    for name in ("ingest", "erase", "publish", "export_audiences"):
         assert 1 <= tasks[name]["retries"] <= 3
     for name in ("gate_landing", "gate_staging", "gate_marts"):
         assert tasks[name]["retries"] == 0  # a failed gate is deterministic: retrying would not help

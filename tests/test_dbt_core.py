@@ -57,11 +57,11 @@ def make_raw(path: Path, n_accounts: int = 600, days: int = 150, seed: int = 7, 
     # resolve chains so equal phone means same owner index
     for _ in range(5):
         phone_owner = phone_owner[phone_owner]
-    union = np.where(rng.random(n) < 0.3, np.array([f"un{i}" for i in range(n)], dtype=object), None)
+    union = np.where(rng.random(n) < 0.3, np.array([f"union{i:06d}" for i in range(n)], dtype=object), None)
     link_union = rng.random(n) < 0.05
     link_union[0] = False
     idx = np.arange(n)[link_union]
-    union[idx] = np.array([f"un{i - 1}" for i in idx], dtype=object)
+    union[idx] = np.array([f"union{i - 1:06d}" for i in idx], dtype=object)
     union[idx - 1] = union[idx]
     users = pd.DataFrame({
         "user_id": user_id,
@@ -518,6 +518,6 @@ def test_failing_data_test_is_a_one_line_summary(tmp_path):
         con.execute(raw_ddl("users"))
         con.execute("insert into raw.users (user_id, platform, registered_at) values ('u1', 'bogus', '2025-01-01')")
     with pytest.raises(UlmError) as exc:
-        build(RunContext.create(as_of=AS_OF, warehouse=wh), select="stg_users", progress=False)
+        build(RunContext.create(as_of=AS_OF, warehouse=wh), select="+stg_users", progress=False)
     message = str(exc.value)
     assert "\n" not in message and "accepted_values_stg_users_platform" in message

@@ -152,7 +152,9 @@ def ingest(ctx, landing_dir, cdnow_file, until, wait_seconds):
     if bool(landing_dir) == bool(cdnow_file):
         raise UlmError("give either a LANDING_DIR or --cdnow FILE (see ulm ingest --help)")
     from ulm.ingest import ingest_cdnow, ingest_dir
+    from ulm.privacy.keys import ensure_local_pii_key
 
+    ensure_local_pii_key()  # the suppression list is keyed (docs/PRIVACY.md#key-safety)
     wh = ctx.obj["warehouse"]
     with _writer(ctx, "ulm ingest", wait_seconds):
         if cdnow_file:
@@ -336,29 +338,41 @@ def score(ctx, as_of, truth_dir, wait_seconds):
 @click.pass_context
 @friendly_errors
 def erase(ctx, wait_seconds):
-    """Process pending erasure requests (right to be forgotten, docs/METRICS.md#privacy).
+    """Process pending erasure requests (right to be forgotten, docs/PRIVACY.md#erasure).
 
-    Removes every row of the requested person's accounts from raw, staging, marts, features and scores;
-    audit.erasure_log records rows removed per table without identifying the person.
+    In one pass for all pending requests: the person's accounts (linked ones included, through identifiers that
+    may link), a suppression list of keyed hashes so re-sent rows stay out, every row in every layer, audience
+    export files, GX results and docs. audit.erasure_log records rows removed per request and table, never an
+    identifier.
     """
+    from ulm.core import settings
     from ulm.privacy.erasure import erase as run_erase
+    from ulm.privacy.keys import ensure_local_pii_key
 
+    ensure_local_pii_key()  # the suppression list is keyed (docs/PRIVACY.md#key-safety)
     with _writer(ctx, "ulm erase", wait_seconds):
-        res = run_erase(ctx.obj["warehouse"])
-    _print_summary("erasure", res)
+        res = run_erase(ctx.obj["warehouse"], settings.data_dir())
+    shown = {"tables": {t: {"rows removed": n} for t, n in sorted(res["rows_removed"].items())},
+             **{k: v for k, v in res.items() if k != "rows_removed"}}
+    _print_summary(f"erasure: {res['requests']} request(s) in {res['seconds']:.1f} s", shown)
 
 
 @main.command()
 @click.argument("user_id")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="JSON file to write.")
+              help="JSON file to write; a Markdown summary is written next to it (.md).")
 @click.pass_context
 @friendly_errors
 def access(ctx, user_id, out):
-    """Export everything held about one account (right of access, docs/METRICS.md#privacy) as JSON."""
+    """Export everything held about one account's person (right of access, docs/PRIVACY.md#access).
+
+    Every row in every layer, quarantined rows included, as JSON, plus a short summary. The files hold the
+    subject's own raw contact data and are written with mode 0600.
+    """
     from ulm.privacy.erasure import access_export
 
-    _print_summary(f"access export written to {out}", access_export(ctx.obj["warehouse"], user_id, out))
+    counts = access_export(ctx.obj["warehouse"], user_id, out)
+    _print_summary(f"access export written to {out} and {Path(out).with_suffix('.md')}", counts)
 
 
 def _write_report(path: Path | None, result: dict) -> None:
@@ -404,3 +418,6 @@ def _fmt(v) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(map(str, v[:5])) + (" ..." if len(v) > 5 else "")
     return str(v)
+
+
+from ulm.cli import keys as _keys  # noqa: E402,F401  (registers `ulm rotate-key` on main)

@@ -32,7 +32,7 @@ def run_demo(ctx: RunContext, persons: int, days: int, seed: int, defects: float
 
     t0 = time.perf_counter()
     landing, truth = ctx.landing_dir, ctx.data_dir / "truth"
-    key_source = ensure_local_pii_key()
+    key_source = ensure_local_pii_key(demo=True)  # the only place a key is created (docs/PRIVACY.md#key-safety)
     log.info("PII hashing key: %s", key_source)
     if regenerate or not (landing / "events").exists():
         from ulm.generate import generate

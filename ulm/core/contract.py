@@ -55,6 +55,15 @@ class Table:
     key: tuple[str, ...]
     # column -> referenced table.column (all reference users.user_id)
     foreign_keys: dict[str, str] = field(default_factory=dict)
+    # versioned tables (docs/METRICS.md#consent-and-attribute-changes): a row for a known key whose
+    # ``version_column`` is newer than every stored version is a new version when it changes only ``mutable``
+    # columns; a change to any other column is a conflict, an older or equal version a ``stale_update``.
+    version_column: str | None = None
+    mutable: tuple[str, ...] = ()
+    # columns naming the account a row belongs to (erasure, suppression: docs/METRICS.md#privacy)
+    owner_columns: tuple[str, ...] = ()
+    # columns naming ANOTHER account the row points at (nulled when that account is erased)
+    reference_columns: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -94,6 +103,10 @@ TABLES: dict[str, Table] = {
                 _c("consent_updated_at", "timestamp"),
             ),
             key=("user_id",),
+            version_column="consent_updated_at",
+            mutable=("consent_analytics", "consent_marketing", "consent_updated_at", "city_tier", "age_band", "region"),
+            owner_columns=("user_id",),
+            reference_columns=("referrer_user_id",),
         ),
         Table(
             "events",
@@ -114,6 +127,7 @@ TABLES: dict[str, Table] = {
             ),
             key=("event_id",),
             foreign_keys={"user_id": "users.user_id"},
+            owner_columns=("user_id",),
         ),
         Table(
             "orders",
@@ -135,6 +149,7 @@ TABLES: dict[str, Table] = {
             ),
             key=("order_id",),
             foreign_keys={"user_id": "users.user_id"},
+            owner_columns=("user_id",),
         ),
         Table(
             "marketing_spend",
@@ -157,6 +172,8 @@ TABLES: dict[str, Table] = {
             ),
             key=("invite_id",),
             foreign_keys={"inviter_user_id": "users.user_id", "invitee_user_id": "users.user_id"},
+            owner_columns=("inviter_user_id",),
+            reference_columns=("invitee_user_id",),
         ),
         Table(
             "nps_responses",
@@ -168,6 +185,7 @@ TABLES: dict[str, Table] = {
             ),
             key=("response_id",),
             foreign_keys={"user_id": "users.user_id"},
+            owner_columns=("user_id",),
         ),
         Table(
             "erasure_requests",

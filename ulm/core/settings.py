@@ -33,6 +33,8 @@ ENV_VARS: dict[str, str] = {
     "ULM_WAREHOUSE": "DuckDB warehouse file (default <data dir>/warehouse.duckdb; CLI --warehouse)",
     "ULM_LANDING_DIR": "landing folder the daily DAG ingests (default <data dir>/landing)",
     "ULM_PII_KEY": "secret key of the keyed PII hashes (HMAC-SHA256); never logged",
+    "ULM_SUPPRESSION_KEY": "secret key of the erasure suppression list (default: ULM_PII_KEY); set it to the "
+                           "old PII key before `ulm rotate-key` (docs/PRIVACY.md#key-rotation)",
     "ULM_PARAMS": "JSON object overriding parameters of vars.ulm, read by Python and dbt alike",
     "ULM_DBT_THREADS": "dbt threads (default 2)",
     "ULM_DBT_EXECUTION_MODE": "Cosmos execution mode of the daily DAG: watcher (default) or local",
@@ -49,6 +51,7 @@ ENV_VARS: dict[str, str] = {
 }
 PII_KEY_ENV = "ULM_PII_KEY"
 DBT_PII_KEY_ENV = "DBT_ENV_SECRET_ULM_PII_KEY"  # what dbt receives (dbt scrubs DBT_ENV_SECRET_* from its logs)
+SUPPRESSION_KEY_ENV = "ULM_SUPPRESSION_KEY"
 PARAMS_ENV = "ULM_PARAMS"
 
 
@@ -165,6 +168,11 @@ def cdnow_dir() -> Path:
 def pii_key() -> str | None:
     """The PII hashing key from the environment (``ULM_PII_KEY``, or the copy dbt receives), or None."""
     return _env(PII_KEY_ENV) or _env(DBT_PII_KEY_ENV)
+
+
+def suppression_key() -> str | None:
+    """The key of the erasure suppression list: ``ULM_SUPPRESSION_KEY``, else the PII key."""
+    return _env(SUPPRESSION_KEY_ENV) or pii_key()
 
 
 def export_pii_key(value: str) -> None:

@@ -34,9 +34,12 @@ import pyarrow.parquet as pq
 from ulm.core import contract
 from ulm.core.errors import ContractError, UlmError
 from ulm.core.settings import param
+from ulm.ingest import suppression, versions
 from ulm.ingest.validate import (
     DUPLICATE_KEY_CONFLICT,
+    ERASED_SUBJECT,
     ORPHAN_REASON,
+    STALE_UPDATE,
     Rules,
     check_schema,
     ident,
@@ -52,8 +55,10 @@ log = logging.getLogger("ulm.ingest")
 
 FORMATS = {".parquet": "parquet", ".csv": "csv"}
 _STAMP = re.compile(r"(?:^|_)(\d{8})(?:_|$)")
-_DUPLICATE = "duplicate"  # internal outcome in the stage table: counted, neither loaded nor quarantined
-_TEMP_TABLES = ("_src", "_stage", "_pending", "_blocked", "_release", "_existing", "_dupkeys", "_dd")
+_DUPLICATE = versions.DUPLICATE  # internal outcome in the stage table: counted, neither loaded nor quarantined
+_NOT_INVALID = (_DUPLICATE, ORPHAN_REASON, ERASED_SUBJECT)  # outcomes that do not count toward max_invalid_ratio
+_TEMP_TABLES = ("_src", "_stage", "_pending", "_blocked", "_release", "_existing", "_dupkeys", "_dd", "_ref",
+                *suppression.TEMP_TABLES)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class LoadResult:
     rows_quarantined: int = 0
     rows_duplicate: int = 0
     rows_released: int = 0
+    rows_erased: int = 0  # of rows_quarantined: rows of erased persons (erased_subject)
+    rows_new_version: int = 0  # of rows_accepted: new versions of known accounts (users updates)
     skipped: bool = False
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -419,26 +426,27 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: contract.Table, has_
 
 
 def _fill_original_rows(con: duckdb.DuckDBPyConnection, source: str, src_types: dict[str, str]) -> None:
-    """Original-row JSON for conflict rows (valid at staging, so not captured then)."""
-    if not con.execute(f"SELECT count(*) FROM _stage WHERE _orig IS NULL AND _reason = {lit(DUPLICATE_KEY_CONFLICT)}").fetchone()[0]:
+    """Original-row JSON for conflict and stale rows (valid at staging, so not captured then)."""
+    late = f"_orig IS NULL AND _reason IN ({lit(DUPLICATE_KEY_CONFLICT)}, {lit(STALE_UPDATE)})"
+    if not con.execute(f"SELECT count(*) FROM _stage WHERE {late}").fetchone()[0]:
         return
     pack = ", ".join(f"{ident(n)} := s.{ident(n)}" for n in src_types)
     con.execute(f"""
         UPDATE _stage SET _orig = o.j FROM (
           SELECT s._rn, CAST(to_json(struct_pack({pack})) AS VARCHAR) AS j FROM ({source}) s
-          WHERE s._rn IN (SELECT _rn FROM _stage WHERE _orig IS NULL AND _reason = {lit(DUPLICATE_KEY_CONFLICT)})
+          WHERE s._rn IN (SELECT _rn FROM _stage WHERE {late})
         ) o WHERE _stage._rn = o._rn""")
 
 
 # --------------------------------------------------------------------------- one load
 
 def _counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int, int, int]:
-    """rows read, accepted, quarantined, duplicate, invalid (quarantined minus orphans)."""
+    """rows read, accepted, quarantined, duplicate, invalid (quarantined minus orphans and erased subjects)."""
     row = con.execute(f"""
         SELECT count(*), count(*) FILTER (_reason IS NULL),
                count(*) FILTER (_reason <> {lit(_DUPLICATE)}),
                count(*) FILTER (_reason = {lit(_DUPLICATE)}),
-               count(*) FILTER (_reason NOT IN ({lit(_DUPLICATE)}, {lit(ORPHAN_REASON)}))
+               count(*) FILTER (_reason NOT IN ({", ".join(lit(x) for x in _NOT_INVALID)}))
         FROM _stage""").fetchone()
     return tuple(int(x) for x in row)  # type: ignore[return-value]
 
@@ -450,7 +458,7 @@ def _check_invalid_ratio(con: duckdb.DuckDBPyConnection, label: str, read: int, 
         return
     col, reason, n = con.execute(f"""
         SELECT _col, _reason, count(*) AS n FROM _stage
-        WHERE _reason NOT IN ({lit(_DUPLICATE)}, {lit(ORPHAN_REASON)})
+        WHERE _reason NOT IN ({", ".join(lit(x) for x in _NOT_INVALID)})
         GROUP BY ALL ORDER BY n DESC, _col, _reason LIMIT 1""").fetchone()
     raise ContractError(
         f"{label}: column {col}: {reason}: invalid ratio {invalid / read:.2%} ({invalid} of {read} rows; "
@@ -541,7 +549,12 @@ def _run_load(con: duckdb.DuckDBPyConnection, lf: LandingFile, r: LoadResult, no
         con.execute(f"CREATE TEMP TABLE _stage AS {stage_sql(table, source, src_types, rules)}")
     except duckdb.Error as exc:
         raise _unreadable(lf, exc) from None
-    _mark_duplicates(con, table, has_pending)
+    r.rows_erased = suppression.apply(con, table, now)
+    if table.version_column:
+        versions.mark_versions(con, table, key_index(table.name))
+        r.rows_new_version = versions.new_versions(con, table)
+    else:
+        _mark_duplicates(con, table, has_pending)
     read, r.rows_accepted, r.rows_quarantined, r.rows_duplicate, invalid = _counts(con)
     r.rows_read = read
     _check_invalid_ratio(con, lf.label, read, invalid)
@@ -569,7 +582,12 @@ def load_file(con: duckdb.DuckDBPyConnection, lf: LandingFile, min_valid_timesta
     try:
         with transaction(con):
             _run_load(con, lf, r, started, min_valid_timestamp)
-            _audit(con, r, "ok", "; ".join(r.warnings) or None, started)
+            notes = [*r.warnings]
+            if r.rows_new_version:
+                notes.append(f"{r.rows_new_version} row(s) are new versions of known accounts")
+            if r.rows_erased:
+                notes.append(f"{r.rows_erased} row(s) of erased persons quarantined (erased_subject)")
+            _audit(con, r, "ok", "; ".join(notes) or None, started)
             _drop_temps(con)
         ingested[(lf.table, sha)] = r.load_id  # a copy of the same file later in this run is skipped too
     except BaseException as exc:
@@ -624,7 +642,8 @@ def release_only(con: duckdb.DuckDBPyConnection, table_name: str, min_valid_time
 
 def _empty_summary() -> dict:
     return {"files": 0, "files_skipped": 0, "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0,
-            "rows_duplicate": 0, "rows_released": 0, "load_ids": [], "seconds": 0.0}
+            "rows_duplicate": 0, "rows_released": 0, "rows_erased": 0, "rows_new_version": 0, "load_ids": [],
+            "seconds": 0.0}
 
 
 def _add(summary: dict, r: LoadResult) -> None:
@@ -633,7 +652,8 @@ def _add(summary: dict, r: LoadResult) -> None:
         return
     if r.source_file:
         summary["files"] += 1
-    for k in ("rows_read", "rows_accepted", "rows_quarantined", "rows_duplicate", "rows_released"):
+    for k in ("rows_read", "rows_accepted", "rows_quarantined", "rows_duplicate", "rows_released", "rows_erased",
+              "rows_new_version"):
         summary[k] += getattr(r, k)
     summary["load_ids"].append(r.load_id)
     summary["seconds"] += r.seconds

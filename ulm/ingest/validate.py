@@ -39,6 +39,11 @@ REASON_CODES = (
 )
 # Assigned by the loader after row validation (same key as an earlier row, different content).
 DUPLICATE_KEY_CONFLICT = "duplicate_key_conflict"
+# A users row for a known account that is not newer than its stored version (docs/METRICS.md#consent-and-attribute-changes).
+STALE_UPDATE = "stale_update"
+# A row of an erased person (suppression list, docs/METRICS.md#privacy): quarantined without its payload and
+# not counted toward the invalid ratio (a re-sent file is not bad data).
+ERASED_SUBJECT = "erased_subject"
 # Late-arriving dimension: re-checked on later loads, not counted toward the invalid ratio.
 ORPHAN_REASON = "unknown_account"
 

@@ -33,7 +33,7 @@ def venv_bin(name: str) -> str:
 
 def airflow_env(ctx: RunContext, **extra: str) -> dict[str, str]:
     """Environment of an Airflow process working on the context's warehouse (project-local state, no telemetry)."""
-    ensure_local_pii_key()
+    ensure_local_pii_key()  # ULM_PII_KEY, else the demo's key file; never a new key (docs/PRIVACY.md#key-safety)
     s = _settings.settings()
     home = s.airflow_home
     env = dict(os.environ)

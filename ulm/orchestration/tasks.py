@@ -178,6 +178,7 @@ def ingest(run: dict) -> dict:
     ctx = _ctx(run)
     since = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     out: dict[str, Any] = {"since": since.isoformat(), "contract_error": None}
+    ensure_sources(ctx.warehouse)  # the PII key is the warehouse's before anything is loaded
     try:
         summary = ingest_dir(ctx.landing_dir, ctx.warehouse, until=ctx.require_as_of(), progress=False)
         out["tables"] = {t: {k: v for k, v in s.items() if k != "load_ids"} for t, s in summary["tables"].items()}
@@ -193,6 +194,16 @@ def gate_landing(run: dict, ingested: dict) -> dict:
     from ulm.quality.gates import gate_landing as run_gate
 
     return run_gate(_ctx(run), datetime.fromisoformat(ingested["since"]))
+
+
+@task(pool=POOL, doc_md="Process pending erasure requests (docs/PRIVACY.md#erasure) before anything is built: "
+                        "suppression list, every layer, export files; `audit.erasure_log` has the counts.")
+@user_errors_fail_fast
+def erase(run: dict) -> dict:
+    from ulm.privacy.erasure import erase as run_erase
+
+    ctx = _ctx(run)
+    return _jsonable(run_erase(ctx.warehouse, ctx.data_dir))
 
 
 @task(pool=POOL, retries=0, doc_md="Gate 2 (staging): freshness, volume, nulls, accepted values, "

@@ -1,59 +1,65 @@
-"""Right to be forgotten and right of access (docs/METRICS.md#privacy).
+"""Right to be forgotten and right of access (docs/METRICS.md#privacy, docs/PRIVACY.md#erasure).
 
-``erase``: for every ``raw.erasure_requests`` row not yet processed, find the person's accounts (the requested
-account plus every account linked to it by a shared phone or union_id, multi-hop, exactly as identity resolution
-links them), then delete every row of those accounts and of their person ids from every schema: raw (incl.
-quarantined rows), staging, intermediate, marts, audit copies, ML feature snapshots and scores. Rows of OTHER
-people that point at the person (an invite it accepted, an account it referred, a person it brought in) are kept,
-with that reference set to NULL.
-``audit.erasure_log`` records request id, request time, processing time and rows removed per table, without any
-identifier of the person. The request row itself stays in ``raw.erasure_requests`` (and ``stg_erasure_requests``) as
-the legal record (and keeps
-staging from re-admitting the account should an old file be re-sent).
+``erase`` processes every pending ``raw.erasure_requests`` row in one set-based pass, in one transaction:
 
-``access_export``: everything held about one account (raw rows, quarantined rows, and every non-raw row of its
-person), as one JSON document.
+1. **Whose data.** The requested accounts, every account of their persons in any identity table the builds left
+   (``int_identity``, ``dim_accounts``, audit copies), and every raw account that shares a phone or union id with
+   them that may link (the identity guards of docs/METRICS.md#identity: not blocked, not shared by more than
+   ``max_accounts_per_identifier`` accounts), multi-hop. A junk phone therefore never pulls strangers in.
+2. **Suppression list.** Keyed hashes (suppression key, never the raw value) of those user ids and usable
+   identifiers go to ``raw.erased_subjects``; landing quarantines later rows that match as ``erased_subject``
+   (:mod:`ulm.ingest.suppression`), so re-sent data does not bring the person back.
+3. **Every layer.** Rows of those accounts and persons are deleted from every table of every schema (raw,
+   quarantine, staging, intermediate, marts, audit copies, ML features and scores); references from other people's
+   rows (an invite they accepted, an account they referred) are set to NULL; gate results lose the ids in their
+   samples.
+4. **Files.** Audience exports are rewritten without the person; GX validation results and data docs, and MLflow
+   text artifacts, have the ids replaced by ``[erased]``; the serving snapshot readers open is rewritten from the
+   scrubbed marts and swapped in.
+5. **Audit.** ``audit.erasure_log`` gets one row per request and table with the rows removed, never an identifier.
+   The request row stays in ``raw.erasure_requests`` as the legal record of the request.
+
+``access_export``: everything held about one account's person (raw rows, quarantined rows, every other layer) as
+JSON, plus a short Markdown summary next to it.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
+from ulm.core import contract, settings
 from ulm.core.errors import UlmError
-from ulm.warehouse import connect, connect_read_only, ensure_audit_schema, transaction
+from ulm.core.settings import param
+from ulm.privacy import keys
+from ulm.privacy.hashing import hmac_sha256
+from ulm.transform import serving
+from ulm.warehouse import connect, connect_read_only, ensure_audit_schema, ensure_raw_schema, quote, transaction
 
 log = logging.getLogger("ulm.privacy.erasure")
 
-# columns saying whose row it is: rows matching them belong to the person (deleted / exported)
+# columns saying whose row it is outside raw (raw tables declare theirs in the contract)
 OWNER_ACCOUNT = ("user_id", "inviter_user_id")
 OWNER_PERSON = ("person_id", "inviter_person_id", "sharer_person_id")
 # columns pointing at the person from SOMEONE ELSE's row (who referred / invited / was brought in): nulled
 REF_ACCOUNT = ("referrer_user_id", "invitee_user_id")
 REF_PERSON = ("referrer_person_id", "invitee_person_id", "new_person_id")
+IDENTIFIERS = ("phone", "union_id")  # raw users columns that link accounts (docs/METRICS.md#identity)
 MAX_HOPS = 50
+ERASED = "[erased]"
+TEXT_SUFFIXES = {".json", ".html", ".csv", ".txt", ".md", ".yaml", ".yml", ".log"}
 
-def _linked_accounts(con, user_id: str) -> list[str]:
-    """The requested account and every account sharing a phone or union_id with it, transitively (raw layer)."""
-    con.execute("create or replace temp table _erase_set as select ?::varchar as user_id", [user_id])
-    for _ in range(MAX_HOPS):
-        added = con.execute("""
-            insert into _erase_set
-            select distinct u2.user_id
-            from raw.users u1
-            join raw.users u2
-              on (u1.phone is not null and u1.phone <> '' and u2.phone = u1.phone)
-              or (u1.union_id is not null and u1.union_id <> '' and u2.union_id = u1.union_id)
-            where u1.user_id in (select user_id from _erase_set)
-              and u2.user_id not in (select user_id from _erase_set)
-        """).fetchone()[0]
-        if not added:
-            break
-    return [r[0] for r in con.execute("select user_id from _erase_set order by 1").fetchall()]
 
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# ----------------------------------------------------------------------------------------------- whose data
 
 def _tables_with(con, columns: tuple[str, ...], raw: bool) -> list[tuple[str, str, str]]:
     op = "=" if raw else "<>"
@@ -61,125 +67,375 @@ def _tables_with(con, columns: tuple[str, ...], raw: bool) -> list[tuple[str, st
         select c.table_schema, c.table_name, c.column_name
         from information_schema.columns c
         join information_schema.tables t using (table_catalog, table_schema, table_name)
-        where t.table_type = 'BASE TABLE' and c.table_schema {op} 'raw'
+        where t.table_type = 'BASE TABLE' and c.table_schema {op} 'raw' and c.table_schema not like 'temp%'
+          and c.table_catalog = current_database()
           and c.column_name in ({", ".join("'" + c + "'" for c in columns)})
         order by 1, 2, 3
     """).fetchall()
 
 
-def _person_ids(con, accounts: list[str]) -> list[str]:
-    ids: set[str] = set()
-    for schema, table, _ in _tables_with(con, ("person_id",), raw=False):
-        cols = {r[0] for r in con.execute(
-            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-            [schema, table]).fetchall()}
-        if "user_id" in cols:
-            ids.update(r[0] for r in con.execute(
-                f'select distinct person_id from "{schema}"."{table}" where user_id in '
-                f"(select unnest(?::varchar[]))", [accounts]).fetchall() if r[0] is not None)
-    return sorted(ids)
+def _identity_tables(con) -> list[str]:
+    """Non-raw tables mapping accounts to persons (both user_id and person_id)."""
+    return [f"{quote(s)}.{quote(t)}" for s, t in con.execute("""
+        select table_schema, table_name from information_schema.columns
+        join information_schema.tables using (table_catalog, table_schema, table_name)
+        where table_type = 'BASE TABLE' and table_schema <> 'raw' and table_catalog = current_database()
+          and column_name in ('user_id', 'person_id')
+        group by all having count(distinct column_name) = 2 order by 1, 2""").fetchall()]
 
 
-def erase(warehouse: Path) -> dict:
-    """Process every pending erasure request. Returns {"requests": n, "rows_removed": {table: n}}."""
-    if not Path(warehouse).exists():
-        raise UlmError(f"warehouse {warehouse} does not exist; run `ulm ingest` first")
-    con = connect(warehouse)
-    try:
-        ensure_audit_schema(con)
-        try:
-            pending = con.execute("""
-                select request_id, user_id, requested_at from raw.erasure_requests
-                where request_id not in (select request_id from audit.erasure_log)
-                order by requested_at, request_id
-            """).fetchall()
-        except duckdb.CatalogException:
-            raise UlmError("raw.erasure_requests does not exist; ingest landing data first") from None
-        totals: dict[str, int] = {}
-        for request_id, user_id, requested_at in pending:
-            removed = _erase_one(con, user_id)
-            now = datetime.now(timezone.utc).replace(tzinfo=None)
-            rows = [(request_id, requested_at, now, t, n) for t, n in sorted(removed.items())] or \
-                   [(request_id, requested_at, now, "(none)", 0)]
-            con.executemany("insert into audit.erasure_log values (?, ?, ?, ?, ?)", rows)
-            for t, n in removed.items():
-                totals[t] = totals.get(t, 0) + n
-            log.info("erasure request %s: %s rows removed in %s tables", request_id,
-                     f"{sum(removed.values()):,}", len(removed))
-        return {"requests": len(pending), "rows_removed": totals}
-    finally:
-        con.close()
+def _blocked(value: str) -> bool:
+    """The identifier may not link (block list or blocked pattern: the params of docs/METRICS.md#identity)."""
+    v = value.strip()
+    if v in {str(x) for x in (param("identity_blocked_values") or [])}:
+        return True
+    return any(re.fullmatch(str(p), v) for p in (param("identity_blocked_patterns") or []))
 
 
-def _erase_one(con, user_id: str) -> dict[str, int]:
-    with transaction(con):
-        accounts = _linked_accounts(con, user_id)
-        persons = _person_ids(con, accounts)
-        removed: dict[str, int] = {}
+def _usable_identifiers(con) -> None:
+    """``_er_ids(kind, value)``: linking identifiers of the accounts in ``_er_accounts`` (raw values, temp only)."""
+    limit = int(param("max_accounts_per_identifier"))
+    con.execute("create or replace temp table _er_ids (kind varchar, value varchar)")
+    for kind in IDENTIFIERS:
+        rows = con.execute(f"""
+            with mine as (
+                select distinct trim({kind}) as value from raw.users
+                where user_id in (select user_id from _er_accounts) and nullif(trim({kind}), '') is not null
+            )
+            select m.value from mine m join raw.users u on trim(u.{kind}) = m.value
+            group by m.value having count(distinct u.user_id) <= ?""", [limit]).fetchall()
+        values = [v for (v,) in rows if not _blocked(v)]
+        if values:
+            con.execute("insert into _er_ids select ?, unnest(?::varchar[])", [kind, values])
 
-        def count(key: str, n: int) -> None:
-            if n:
-                removed[key] = removed.get(key, 0) + n
 
-        # references from other people's rows are nulled first, then the person's own rows deleted
-        for raw in (True, False):
-            for schema, table, column in _tables_with(con, REF_ACCOUNT + REF_PERSON, raw=raw):
-                ids = accounts if column in REF_ACCOUNT else persons
-                if ids:
-                    con.execute(f'update "{schema}"."{table}" set "{column}" = null '
-                                f'where "{column}" in (select unnest(?::varchar[]))', [ids])
-        for schema, table, column in _tables_with(con, OWNER_ACCOUNT, raw=True):
-            if table == "erasure_requests":
-                continue
-            n = con.execute(f'delete from raw."{table}" where "{column}" in (select unnest(?::varchar[]))',
-                            [accounts]).fetchone()[0]
-            count(f"raw.{table}", n)
-        if con.execute("select count(*) from information_schema.tables where table_schema = 'raw' "
-                       "and table_name = 'quarantine'").fetchone()[0]:
-            n = con.execute("""
-                delete from raw.quarantine
-                where coalesce(json_extract_string(original_row, '$.user_id'),
-                               json_extract_string(original_row, '$.inviter_user_id'))
-                      in (select unnest(?::varchar[]))
-            """, [accounts]).fetchone()[0]
-            count("raw.quarantine", n)
-        # every other schema: rows naming the accounts or their persons
-        for schema, table, column in _tables_with(con, OWNER_ACCOUNT + OWNER_PERSON, raw=False):
-            ids = accounts if column in OWNER_ACCOUNT else persons
-            if not ids:
-                continue
-            n = con.execute(f'delete from "{schema}"."{table}" where "{column}" in (select unnest(?::varchar[]))',
-                            [ids]).fetchone()[0]
-            count(f"{schema}.{table}", n)
+def _plan(con, pending: list[tuple]) -> None:
+    """Temp tables ``_er_accounts(request_id, user_id)`` and ``_er_persons(request_id, person_id)``."""
+    con.execute("create or replace temp table _er_accounts (request_id varchar, user_id varchar)")
+    con.execute("create or replace temp table _er_persons (request_id varchar, person_id varchar)")
+    con.executemany("insert into _er_accounts values (?, ?)", [(r[0], r[1]) for r in pending])
+    identity = _identity_tables(con)
+    for _ in range(MAX_HOPS):
+        before = con.execute("select count(*) from _er_accounts").fetchone()[0] + \
+            con.execute("select count(*) from _er_persons").fetchone()[0]
+        for t in identity:  # accounts -> persons -> accounts, in every identity table the builds left
+            con.execute(f"""insert into _er_persons select distinct a.request_id, i.person_id
+                from _er_accounts a join {t} i on i.user_id = a.user_id
+                where i.person_id is not null and i.person_id not in (select person_id from _er_persons)""")
+            con.execute(f"""insert into _er_accounts select distinct p.request_id, i.user_id
+                from _er_persons p join {t} i on i.person_id = p.person_id
+                where i.user_id is not null and i.user_id not in (select user_id from _er_accounts)""")
+        _usable_identifiers(con)  # raw accounts sharing a linking identifier (also those not built yet)
+        for kind in IDENTIFIERS:
+            con.execute(f"""insert into _er_accounts select distinct a.request_id, u2.user_id
+                from _er_accounts a join raw.users u1 on u1.user_id = a.user_id
+                join _er_ids i on i.kind = '{kind}' and i.value = trim(u1.{kind})
+                join raw.users u2 on trim(u2.{kind}) = i.value
+                where u2.user_id not in (select user_id from _er_accounts)""")
+        # one request per account and person: the earliest request that reached it
+        for t, c in (("_er_accounts", "user_id"), ("_er_persons", "person_id")):
+            con.execute(f"create or replace temp table {t} as select min(request_id) as request_id, {c} "
+                        f"from {t} group by {c}")
+        after = con.execute("select count(*) from _er_accounts").fetchone()[0] + \
+            con.execute("select count(*) from _er_persons").fetchone()[0]
+        if after == before:
+            break
+
+
+def _suppress(con, now: datetime) -> int:
+    """Add keyed hashes of the accounts' user ids and linking identifiers to ``raw.erased_subjects``."""
+    key = (settings.suppression_key() or "").encode("utf-8")
+    rows = [(hmac_sha256(u, key), "user_id", r) for r, u in
+            con.execute("select request_id, user_id from _er_accounts").fetchall()]
+    rows += [(hmac_sha256(v, key), kind, None) for kind, v in
+             con.execute("select kind, value from _er_ids").fetchall()]
+    rows = [(h, k, r) for h, k, r in rows if h]
+    if rows:
+        con.execute("create or replace temp table _er_hashes (h varchar, kind varchar, request_id varchar)")
+        con.executemany("insert into _er_hashes values (?, ?, ?)", rows)
+        con.execute("""insert into raw.erased_subjects
+            select h, kind, any_value(request_id), ?, 'erase' from _er_hashes group by h, kind
+            on conflict do nothing""", [now])
+        con.execute("drop table _er_hashes")
+    return len(rows)
+
+
+# ----------------------------------------------------------------------------------------------- removal
+
+def _count_and_delete(con, removed: dict, label: str, table: str, column: str, ids: str, where: str = "") -> None:
+    """Delete rows of ``table`` whose ``column`` is in ``ids`` (a temp table with request_id), counted per request."""
+    match = f"{quote(column)} in (select id from {ids})"
+    extra = f" and ({where})" if where else ""
+    for request_id, n in con.execute(f"""
+            select m.request_id, count(*) from {table} t join {ids} m on t.{quote(column)} = m.id
+            where true{extra} group by 1""").fetchall():
+        removed.setdefault(request_id, {}).setdefault(label, 0)
+        removed[request_id][label] += n
+    con.execute(f"delete from {table} where {match}{extra}")
+
+
+def _remove(con) -> dict[str, dict[str, int]]:
+    """Delete the planned accounts' and persons' rows everywhere; {request_id: {table: rows}}."""
+    removed: dict[str, dict[str, int]] = {}
+    con.execute("create or replace temp table _er_acc as select request_id, user_id as id from _er_accounts")
+    con.execute("create or replace temp table _er_per as select request_id, person_id as id from _er_persons")
+    # references from other people's rows first (raw and every other layer)
+    for raw in (True, False):
+        for schema, table, column in _tables_with(con, REF_ACCOUNT + REF_PERSON, raw=raw):
+            ids = "_er_acc" if column in REF_ACCOUNT else "_er_per"
+            con.execute(f'update {quote(schema)}.{quote(table)} set {quote(column)} = null '
+                        f'where {quote(column)} in (select id from {ids})')
+    for name, table in contract.TABLES.items():
+        for column in table.owner_columns:
+            _count_and_delete(con, removed, f"raw.{name}", f"raw.{quote(name)}", column, "_er_acc")
+    owners = sorted({c for t in contract.TABLES.values() for c in t.owner_columns})
+    refs = sorted({c for t in contract.TABLES.values() for c in t.reference_columns})
+    owner_of = "coalesce(" + ", ".join(f"json_extract_string(original_row, '$.{c}')" for c in owners) + ")"
+    for request_id, n in con.execute(f"""
+            select m.request_id, count(*) from raw.quarantine q join _er_acc m on {owner_of.replace('original_row',
+            'q.original_row')} = m.id group by 1""").fetchall():
+        removed.setdefault(request_id, {})["raw.quarantine"] = n
+    con.execute(f"delete from raw.quarantine where {owner_of} in (select id from _er_acc)")
+    for c in refs:  # other people's quarantined rows keep no reference to the person
+        con.execute(f"""update raw.quarantine set original_row = json_merge_patch(original_row, '{{"{c}": null}}')
+            where json_extract_string(original_row, '$.{c}') in (select id from _er_acc)""")
+    for schema, table, column in _tables_with(con, OWNER_ACCOUNT + OWNER_PERSON, raw=False):
+        ids = "_er_acc" if column in OWNER_ACCOUNT else "_er_per"
+        _count_and_delete(con, removed, f"{schema}.{table}", f"{quote(schema)}.{quote(table)}", column, ids)
+    _scrub_gate_results(con)
     return removed
 
 
+def _id_pattern(con) -> str | None:
+    ids = [r[0] for r in con.execute("select id from _er_acc union select id from _er_per").fetchall() if r[0]]
+    if not ids:
+        return None
+    return r"\b(" + "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True)) + r")\b"
+
+
+def _scrub_gate_results(con) -> None:
+    """Samples of unexpected values in gate results may name the person: replace the ids."""
+    pattern = _id_pattern(con)
+    if pattern is None or not con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'audit' "
+            "and table_name = 'gate_results'").fetchone()[0]:
+        return
+    con.execute(f"""update audit.gate_results set
+            observed_value = regexp_replace(observed_value, ?, '{ERASED}', 'g'),
+            details = regexp_replace(details, ?, '{ERASED}', 'g')
+        where regexp_matches(coalesce(observed_value, ''), ?) or regexp_matches(coalesce(details, ''), ?)""",
+                [pattern] * 4)
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+def _scrub_exports(con, data_dir: Path) -> int:
+    """Rewrite audience export files without the erased persons (atomic per file); returns files changed."""
+    changed = 0
+    root = data_dir / "exports"
+    if not root.is_dir():
+        return 0
+    for path in sorted([*root.glob("*/*.parquet"), *root.glob("*/*.csv")]):
+        reader = "read_parquet" if path.suffix == ".parquet" else "read_csv"
+        src = str(path).replace("'", "''")
+        try:
+            cols = [r[0] for r in con.execute(f"describe select * from {reader}('{src}')").fetchall()]
+        except duckdb.Error as exc:
+            log.warning("erasure: cannot read export %s (%s); check it by hand", path, str(exc).splitlines()[0])
+            continue
+        id_cols = [c for c in cols if c in OWNER_PERSON + OWNER_ACCOUNT]
+        if not id_cols:
+            continue
+        hit = " or ".join(f"{quote(c)}::varchar in (select id from _er_per union select id from _er_acc)"
+                          for c in id_cols)
+        if not con.execute(f"select count(*) from {reader}('{src}') where {hit}").fetchone()[0]:
+            continue
+        tmp = path.with_name(f".{path.name}.erasing")
+        fmt = "(format parquet)" if path.suffix == ".parquet" else "(format csv, header true)"
+        con.execute(f"copy (select * from {reader}('{src}') where not ({hit})) to "
+                    f"'{str(tmp).replace(chr(39), chr(39) * 2)}' {fmt}")
+        tmp.replace(path)
+        changed += 1
+    return changed
+
+
+def _scrub_text_files(roots: list[Path], pattern: str) -> int:
+    """Replace the ids in text files under ``roots`` (GX results and docs, MLflow text artifacts)."""
+    rx = re.compile(pattern)
+    changed = 0
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*"):
+            if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            new = rx.sub(ERASED, text)
+            if new != text:
+                tmp = path.with_name(f".{path.name}.erasing")
+                tmp.write_text(new, encoding="utf-8")
+                tmp.replace(path)
+                changed += 1
+    return changed
+
+
+def _scrub_files(con, data_dir: Path) -> dict[str, int]:
+    pattern = _id_pattern(con)
+    if pattern is None:
+        return {}
+    s = settings.settings()
+    out = {"export_files": _scrub_exports(con, data_dir),
+           "text_files": _scrub_text_files([data_dir / "gx", data_dir / "docs", s.mlflow_dir], pattern)}
+    if serving.serving_path(data_dir).exists():  # readers' copy: rewritten from the scrubbed marts, swapped in
+        as_of, run_id = (con.execute("select as_of, run_id from audit.publish_log order by published_at desc "
+                                     "limit 1").fetchall() or [(None, None)])[0]
+        serving.refresh(con, data_dir, as_of, run_id, reason="erasure")
+        out["serving_snapshot"] = 1
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- erase
+
+def erase(warehouse: Path, data_dir: Path | None = None) -> dict:
+    """Process every pending erasure request (module docstring).
+
+    Returns ``{"requests", "accounts", "persons", "suppressed", "rows_removed": {table: n}, "files": {...},
+    "seconds"}``; counts only, never an identifier.
+    """
+    t0 = time.perf_counter()
+    if not Path(warehouse).exists():
+        raise UlmError(f"warehouse {warehouse} does not exist; run `ulm ingest` first")
+    data_dir = Path(data_dir) if data_dir else settings.data_dir()
+    con = connect(warehouse)
+    try:
+        ensure_raw_schema(con)
+        ensure_audit_schema(con)
+        pending = con.execute("""
+            select request_id, user_id, requested_at from raw.erasure_requests
+            where request_id not in (select request_id from audit.erasure_log)
+            qualify row_number() over (partition by request_id order by _loaded_at) = 1
+            order by requested_at, request_id""").fetchall()
+        if not pending:
+            return {"requests": 0, "accounts": 0, "persons": 0, "suppressed": 0, "rows_removed": {}, "files": {},
+                    "seconds": round(time.perf_counter() - t0, 3)}
+        keys.verify_key(con, "suppression")
+        now = _now()
+        with transaction(con):
+            _plan(con, pending)
+            accounts = con.execute("select count(*) from _er_accounts").fetchone()[0]
+            persons = con.execute("select count(*) from _er_persons").fetchone()[0]
+            suppressed = _suppress(con, now)
+            removed = _remove(con)
+            log_rows = []
+            for request_id, requested_at, _ in [(r[0], r[2], None) for r in pending]:
+                per = removed.get(request_id, {})
+                log_rows += [(request_id, requested_at, now, t, n) for t, n in sorted(per.items())] or \
+                    [(request_id, requested_at, now, "(none)", 0)]
+            con.executemany("insert into audit.erasure_log values (?, ?, ?, ?, ?)", log_rows)
+        files = _scrub_files(con, data_dir)
+        con.execute("drop table if exists _er_ids")
+    finally:
+        con.close()
+    totals: dict[str, int] = {}
+    for per in removed.values():
+        for t, n in per.items():
+            totals[t] = totals.get(t, 0) + n
+    seconds = round(time.perf_counter() - t0, 3)
+    log.info("erasure: %d request(s), %d account(s), %d person(s): %s rows removed in %d tables, %d suppression "
+             "entries, files changed %s, in %.1fs", len(pending), accounts, persons, f"{sum(totals.values()):,}",
+             len(totals), suppressed, files, seconds)
+    return {"requests": len(pending), "accounts": accounts, "persons": persons, "suppressed": suppressed,
+            "rows_removed": totals, "files": files, "seconds": seconds}
+
+
+# ----------------------------------------------------------------------------------------------- access
+
 def access_export(warehouse: Path, user_id: str, out: Path) -> dict:
-    """Write everything held about one account (and its person) as JSON; returns {table: rows}."""
+    """Write everything held about one account's person as JSON (``out``) plus a Markdown summary (``.md``).
+
+    The person: the account, every account linked to it (as erasure finds them), their person ids. Returns
+    ``{table: rows}``. The file holds the subject's own raw PII (it is for them): written with mode 0600.
+    """
     con = connect_read_only(warehouse)
     try:
-        accounts = [user_id]
-        persons = _person_ids(con, accounts)
+        con.execute("create temp table _acc (id varchar)")
+        con.execute("insert into _acc values (?)", [user_id])
+        identity = _identity_tables(con)
+        con.execute("create temp table _per (id varchar)")
+        for _ in range(3):
+            for t in identity:
+                con.execute(f"insert into _per select distinct person_id from {t} where user_id in "
+                            f"(select id from _acc) and person_id not in (select id from _per)")
+                con.execute(f"insert into _acc select distinct user_id from {t} where person_id in "
+                            f"(select id from _per) and user_id not in (select id from _acc)")
+        accounts = sorted(r[0] for r in con.execute("select id from _acc").fetchall())
+        persons = sorted(r[0] for r in con.execute("select id from _per").fetchall())
         doc: dict[str, list[dict]] = {}
-        for schema, table, column in _tables_with(con, OWNER_ACCOUNT, raw=True):
-            _collect(con, doc, schema, table, column, accounts)
+        for name, table in contract.TABLES.items():
+            for column in table.owner_columns:
+                _collect(con, doc, f"raw.{name}", f"raw.{quote(name)}", column, "_acc")
+        owners = sorted({c for t in contract.TABLES.values() for c in t.owner_columns})
+        owner_of = "coalesce(" + ", ".join(f"json_extract_string(original_row, '$.{c}')" for c in owners) + ")"
+        cur = con.execute(f"select * from raw.quarantine where {owner_of} in (select id from _acc) "
+                          f"order by quarantined_at, quarantine_id")
+        _rows(doc, "raw.quarantine", cur)
         for schema, table, column in _tables_with(con, OWNER_ACCOUNT + OWNER_PERSON, raw=False):
-            _collect(con, doc, schema, table, column, accounts if column in OWNER_ACCOUNT else persons)
+            ids = "_acc" if column in OWNER_ACCOUNT else "_per"
+            _collect(con, doc, f"{schema}.{table}", f"{quote(schema)}.{quote(table)}", column, ids)
     finally:
         con.close()
     if not any(doc.values()):
         raise UlmError(f"no data held for account {user_id!r}")
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"user_id": user_id, "person_ids": persons, "tables": doc}, indent=1, default=str),
-                   encoding="utf-8")
+    body = {"user_id": user_id, "accounts": accounts, "person_ids": persons, "exported_at": _now().isoformat(),
+            "tables": doc}
+    _write_private(out, json.dumps(body, indent=1, default=str))
+    _write_private(out.with_suffix(".md"), _summary(user_id, accounts, persons, doc))
     return {t: len(rows) for t, rows in doc.items()}
 
 
-def _collect(con, doc, schema, table, column, ids) -> None:
-    if not ids:
-        return
-    cur = con.execute(f'select * from "{schema}"."{table}" where "{column}" in (select unnest(?::varchar[]))', [ids])
+def _write_private(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+
+
+def _collect(con, doc, label: str, table: str, column: str, ids: str) -> None:
+    cur = con.execute(f"select * from {table} where {quote(column)} in (select id from {ids})")
+    _rows(doc, label, cur)
+
+
+def _rows(doc, label: str, cur) -> None:
     cols = [d[0] for d in cur.description]
     rows = [dict(zip(cols, r)) for r in cur.fetchall()]
     if rows:
-        doc.setdefault(f"{schema}.{table}", []).extend(rows)
+        doc.setdefault(label, []).extend(rows)
+
+
+def _summary(user_id: str, accounts: list[str], persons: list[str], doc: dict[str, list[dict]]) -> str:
+    """A short human-readable account of what the JSON holds."""
+    users = doc.get("raw.users", [])
+    latest = {}
+    for row in sorted(users, key=lambda r: str(r.get("consent_updated_at") or "")):
+        latest[row["user_id"]] = row
+    lines = [f"# Data held about account {user_id}", "",
+             f"- person: {', '.join(persons) or '(not built yet)'}",
+             f"- accounts of this person: {', '.join(accounts)}", ""]
+    if latest:
+        lines += ["| account | platform | registered | analytics consent | marketing consent | consent updated |",
+                  "|---|---|---|---|---|---|"]
+        for uid, r in sorted(latest.items()):
+            lines.append(f"| {uid} | {r.get('platform')} | {r.get('registered_at')} | {r.get('consent_analytics')} "
+                         f"| {r.get('consent_marketing')} | {r.get('consent_updated_at')} |")
+        lines.append("")
+    lines += ["| where | rows |", "|---|---|"]
+    lines += [f"| {t} | {len(rows)} |" for t, rows in sorted(doc.items())]
+    quarantined = doc.get("raw.quarantine", [])
+    lines += ["", f"{len(quarantined)} row(s) about this person were rejected at landing (raw.quarantine) and are "
+              "included with the reason.", "",
+              "Raw contact identifiers (phone, device id, union id) appear only in the raw rows; every other layer "
+              "holds keyed hashes."]
+    return "\n".join(lines) + "\n"

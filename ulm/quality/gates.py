@@ -25,10 +25,12 @@ def gate_landing(ctx: RunContext, since: datetime) -> dict:
 
 
 def gate_staging(ctx: RunContext) -> dict:
-    """Gate 2 on ``<prefix>staging``: freshness, volume, nulls, accepted values, uniqueness."""
-    schema = ctx.schema("staging")
+    """Gate 2 on ``<prefix>staging``: freshness, volume, nulls, accepted values, uniqueness; the size of the largest
+    person in ``<prefix>intermediate`` (a warning)."""
+    schema, intermediate = ctx.schema("staging"), ctx.schema("intermediate")
     with connect(ctx.warehouse) as con:
-        suites = staging_suites(existing_tables(con, schema), schema, ctx.require_as_of())
+        suites = staging_suites(existing_tables(con, schema), schema, ctx.require_as_of(),
+                                existing_tables(con, intermediate), intermediate)
         return run_gate(con, "staging", suites, ctx.require_as_of(), ctx.run_id, ctx.data_dir).summary()
 
 

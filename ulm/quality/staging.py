@@ -10,6 +10,10 @@ Everything is aggregated in DuckDB before GX sees it, so the gate costs a few sc
   min / max of range-constrained columns (all from ``ulm.core.contract``).
 * ``<table>_values`` - the distinct values of every enum column (GROUPING SETS, one scan), checked
   against the contract's enum sets.
+* ``identity_components`` (suite ``staging_identity``, when the build's ``int_identity_components`` exists) - one
+  row: persons, the accounts of the largest person and how many persons exceed ``giant_component_accounts``;
+  a person above it is a warning (docs/METRICS.md#identity: a junk identifier chaining strangers together), also
+  raised as a ``giant_identity_component`` row in ``mart_alerts``.
 
 Columns that a staging model does not carry (PII replaced by hashes) are skipped.
 """
@@ -32,6 +36,7 @@ from ulm.quality.core import (
 
 STAGING_SUITE = "staging_integrity"
 FRESHNESS_SUITE = "staging_freshness_volume"
+IDENTITY_SUITE = "staging_identity"
 
 
 def _q(name: str) -> str:
@@ -114,8 +119,26 @@ def values_frame(schema: str, table: contract.Table, columns: set[str]) -> Frame
     return Frame(f"{table.name}_values", sql, tuple(expect_in_set(c.name, c.enum) for c in enums))
 
 
-def staging_suites(schema_columns: dict[str, set[str]], schema: str, as_of: date) -> list[Suite]:
-    """Suites for the staging models present in ``schema`` ({model: columns} from information_schema)."""
+def identity_frame(intermediate: str) -> Frame:
+    """Size of the largest person (accounts per person in ``int_identity_components``): a warning above the param."""
+    limit = int(param("giant_component_accounts"))
+    sql = f"""
+        WITH persons AS (
+            SELECT person_id, count(*) AS accounts
+            FROM {intermediate}.int_identity_components GROUP BY person_id
+        )
+        SELECT count(*) AS persons,
+               coalesce(max(accounts), 0) AS max_accounts_per_person,
+               count(*) FILTER (WHERE accounts > {limit}) AS giant_persons
+        FROM persons"""
+    return Frame("identity_components", sql, (expect_max("max_accounts_per_person", limit, severity=WARNING),))
+
+
+def staging_suites(schema_columns: dict[str, set[str]], schema: str, as_of: date,
+                   intermediate_columns: dict[str, set[str]] | None = None,
+                   intermediate: str | None = None) -> list[Suite]:
+    """Suites for the staging models present in ``schema`` ({model: columns} from information_schema), plus the
+    identity check when ``intermediate`` (the build's intermediate schema) holds ``int_identity_components``."""
     frames: list[Frame] = [models_present_frame(schema, [f"stg_{t}" for t in contract.TABLES])]
     for table in contract.TABLES.values():
         columns = schema_columns.get(f"stg_{table.name}")
@@ -126,4 +149,6 @@ def staging_suites(schema_columns: dict[str, set[str]], schema: str, as_of: date
     suites = [Suite(STAGING_SUITE, tuple(frames))]
     if "stg_events" in schema_columns:
         suites.insert(0, Suite(FRESHNESS_SUITE, (freshness_volume_frame(schema, as_of),)))
+    if intermediate and "int_identity_components" in (intermediate_columns or {}):
+        suites.append(Suite(IDENTITY_SUITE, (identity_frame(intermediate),)))
     return suites

@@ -17,6 +17,7 @@ from typing import Any
 from ulm.core import settings as _settings
 from ulm.core.context import RunContext
 from ulm.core.errors import UlmError
+from ulm.privacy.keys import require_pii_key, verify_key
 from ulm.warehouse import connect, ensure_ml_schema, ensure_raw_schema
 
 FAILED_STATUSES = {"error", "fail", "runtime error"}
@@ -24,19 +25,22 @@ FAILED_STATUSES = {"error", "fail", "runtime error"}
 
 def dbt_process_env(ctx: RunContext) -> dict[str, str]:
     """Everything a dbt process needs to know about the run (the only channel from ULM to dbt)."""
-    key = _settings.pii_key()
-    if not key:
-        raise UlmError("ULM_PII_KEY is not set: export a secret key (e.g. `export ULM_PII_KEY=$(openssl rand -hex 32)`)")
+    key = require_pii_key()
     return {**ctx.dbt_env(), _settings.DBT_PII_KEY_ENV: key,
             "ULM_DBT_THREADS": str(_settings.settings().dbt_threads)}
 
 
 def ensure_sources(warehouse: Path) -> None:
-    """Create the ``raw`` and ``ml`` tables dbt reads (empty when nothing was loaded or scored yet)."""
+    """Create the ``raw`` and ``ml`` tables dbt reads (empty when nothing was loaded or scored yet), and check that
+    the PII key is the one the warehouse was built with (recorded on first use; docs/PRIVACY.md#key-safety).
+
+    Every dbt invocation passes here, and so does the daily DAG's ``ingest`` task before its dbt task group: a
+    changed key fails in one line before dbt re-hashes anything."""
     con = connect(warehouse)
     try:
         ensure_raw_schema(con)
         ensure_ml_schema(con)
+        verify_key(con, "pii")
     finally:
         con.close()
 

@@ -5,6 +5,8 @@ DuckDB transaction: every published table is dropped and re-created from its aud
 materialized, since they would otherwise point into the audit schemas), tables that vanished from the build
 are dropped, and a row goes to ``audit.publish_log``. Readers either see the previous marts or the new ones,
 never a mix; on any error the transaction rolls back and the previous marts stay exactly as they were.
+Table and column comments (dbt ``persist_docs``) are copied along. After the commit the serving snapshot that
+readers open is rewritten and swapped in (:mod:`ulm.transform.serving`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from ulm.core.context import RunContext
 from ulm.core.errors import UlmError
+from ulm.transform import serving
 from ulm.warehouse import (
     PUBLISHED,
     connect,
@@ -45,13 +48,14 @@ def publish(ctx: RunContext) -> dict:
             con.execute("INSERT INTO audit.publish_log VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [ctx.run_id, ctx.require_as_of(), source_schema, target_schema, len(counts),
                          sum(counts.values()), datetime.now(timezone.utc).replace(tzinfo=None)])
+        snapshot = serving.refresh(con, ctx.data_dir, ctx.as_of, ctx.run_id, reason="publish")
     finally:
         con.close()
     seconds = round(time.perf_counter() - t0, 3)
     log.info("published %d tables (%d rows) from %s to %s in %.1fs", len(counts), sum(counts.values()),
              source_schema, target_schema, seconds)
     return {"tables": len(counts), "rows": sum(counts.values()), "seconds": seconds,
-            "published": sorted(counts)}
+            "published": sorted(counts), "serving": snapshot}
 
 
 def _swap(con, source: dict[str, str], source_schema: str, target_schema: str) -> dict[str, int]:
@@ -63,6 +67,7 @@ def _swap(con, source: dict[str, str], source_schema: str, target_schema: str) -
     for name in source:
         con.execute(f"CREATE TABLE {quote(target_schema)}.{quote(name)} AS "
                     f"SELECT * FROM {quote(source_schema)}.{quote(name)}")
+        serving.copy_comments(con, source_schema, quote(target_schema), name)
         counts[name] = con.execute(f"SELECT count(*) FROM {quote(target_schema)}.{quote(name)}").fetchone()[0]
     return counts
 

@@ -1,8 +1,8 @@
 """DDL of every table ULM itself writes (dbt owns the staging / intermediate / marts models).
 
 * ``raw``: one table per landing table (columns from the contract plus load lineage), ``raw.quarantine``,
-  ``raw.load_audit`` and the file registry ``raw._ingested_files``;
-* ``audit``: ``publish_log``, ``gate_results``, ``erasure_log``;
+  ``raw.load_audit``, the file registry ``raw._ingested_files`` and the suppression list ``raw.erased_subjects``;
+* ``audit``: ``publish_log``, ``gate_results``, ``erasure_log``, ``key_fingerprints``;
 * ``ml``: ``scores`` (the scoring batch writes it; dbt's ``int_scores_latest`` reads it).
 """
 from __future__ import annotations
@@ -88,6 +88,28 @@ CREATE TABLE IF NOT EXISTS audit.erasure_log (
   rows_removed BIGINT
 )"""
 
+# The erasure suppression list (docs/PRIVACY.md#erasure): keyed hashes (HMAC with the suppression key) of every
+# identifier of an erased person; landing quarantines later rows that match as ``erased_subject``. No raw value.
+ERASED_SUBJECTS = """
+CREATE TABLE IF NOT EXISTS raw.erased_subjects (
+  subject_hash VARCHAR NOT NULL,
+  kind VARCHAR NOT NULL,
+  request_id VARCHAR,
+  added_at TIMESTAMP NOT NULL,
+  added_by VARCHAR NOT NULL,
+  PRIMARY KEY (subject_hash, kind)
+)"""
+
+# Fingerprints of the keys this warehouse's hashes were made with (docs/PRIVACY.md#key-safety): role 'pii' or
+# 'suppression'; the newest row per role is the one in force. A fingerprint reveals nothing about the key.
+KEY_FINGERPRINTS = """
+CREATE TABLE IF NOT EXISTS audit.key_fingerprints (
+  role VARCHAR NOT NULL,
+  fingerprint VARCHAR NOT NULL,
+  recorded_at TIMESTAMP NOT NULL,
+  note VARCHAR
+)"""
+
 SCORES = """
 CREATE TABLE IF NOT EXISTS ml.scores (
   person_id VARCHAR,
@@ -104,14 +126,14 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for name in contract.TABLES:
         con.execute(contract.raw_ddl(name))
-    for ddl in (QUARANTINE, LOAD_AUDIT, INGESTED_FILES):
+    for ddl in (QUARANTINE, LOAD_AUDIT, INGESTED_FILES, ERASED_SUBJECTS):
         con.execute(ddl)
 
 
 def ensure_audit_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Schema ``audit``: publish log, gate results, erasure log."""
     con.execute("CREATE SCHEMA IF NOT EXISTS audit")
-    for ddl in (PUBLISH_LOG, GATE_RESULTS, ERASURE_LOG):
+    for ddl in (PUBLISH_LOG, GATE_RESULTS, ERASURE_LOG, KEY_FINGERPRINTS):
         con.execute(ddl)
 
 

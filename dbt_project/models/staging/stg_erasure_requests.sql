@@ -1,4 +1,6 @@
--- Erasure requests (docs/METRICS.md#privacy). Every request applies regardless of the as-of date.
+-- Erasure requests (docs/METRICS.md#privacy). Every request applies regardless of the as-of date. The account is
+-- kept only as a keyed hash: the request itself (raw.erasure_requests) is the legal record; no layer after raw
+-- names an erased account.
 with
 
 requests as (
@@ -8,7 +10,7 @@ requests as (
 final as (
     select
         request_id,
-        user_id,
+        {{ hash_pii('user_id') }} as user_id_hash,
         requested_at
     from requests
     qualify row_number() over (partition by request_id order by _loaded_at, _load_id, _source_file) = 1

@@ -1,43 +1,42 @@
--- Accounts registered by the as-of day, deduplicated, PII replaced by keyed hashes (docs/METRICS.md#landing-contract,
--- docs/METRICS.md#privacy). Accounts with an erasure request are excluded from here on.
+-- Accounts registered by the as-of day, one row per account: the version in force at the end of the as-of day
+-- (docs/METRICS.md#consent-and-attribute-changes), PII as keyed hashes (docs/METRICS.md#privacy). Accounts with an
+-- erasure request are excluded (in stg_user_versions).
 with
 
-users as (
-    select * from {{ source('raw', 'users') }}
+versions as (
+    select * from {{ ref('stg_user_versions') }}
 ),
 
-erased as (
-    select distinct user_id from {{ source('raw', 'erasure_requests') }}
-),
-
-deduplicated as (
+as_of_state as (
     select *
-    from users
-    where user_id is not null
-    qualify row_number() over (partition by user_id order by _loaded_at, _load_id, _source_file) = 1
+    from versions
+    where registered_date <= {{ as_of_date() }}
+      and (version_number = 1 or {{ business_date('valid_from') }} <= {{ as_of_date() }})
+    qualify row_number() over (partition by user_id order by version_number desc) = 1
 ),
 
 final as (
     select
-        u.user_id,
-        u.platform,
-        u.registered_at,
-        {{ business_date('u.registered_at') }} as registered_date,
-        u.acquisition_channel,
-        u.kol_id,
-        u.referrer_user_id,
-        u.city_tier,
-        u.age_band,
-        u.region,
-        {{ hash_pii('u.phone') }} as phone_hash,
-        {{ hash_pii('u.device_id') }} as device_hash,
-        {{ hash_pii('u.union_id') }} as union_id_hash,
-        coalesce(u.consent_analytics, false) as consent_analytics,
-        coalesce(u.consent_marketing, false) as consent_marketing,
-        u.consent_updated_at
-    from deduplicated as u
-    where u.user_id not in (select user_id from erased)
-      and {{ business_date('u.registered_at') }} <= {{ as_of_date() }}
+        user_id,
+        platform,
+        registered_at,
+        registered_date,
+        acquisition_channel,
+        kol_id,
+        referrer_user_id,
+        city_tier,
+        age_band,
+        region,
+        phone_hash,
+        device_hash,
+        union_id_hash,
+        phone_block_reason,
+        union_id_block_reason,
+        consent_analytics,
+        consent_marketing,
+        consent_updated_at,
+        cast(version_number as integer) as version_number
+    from as_of_state
 )
 
 select * from final

@@ -1,36 +1,37 @@
 -- OneID (docs/METRICS.md#identity): persons are the connected components of the graph linking accounts that share a
--- hashed phone or union_id (device ids link nothing unless p('link_on_device')). Multi-hop: the recursive CTE
--- propagates component labels through shared keys; the label is the smallest member user_id.
+-- hashed phone or union_id (device ids link nothing unless p('link_on_device')). Only keys that pass the identity
+-- guards link (int_identity_keys.refusal_reason IS NULL): a blocked or fanned-out key never enters the edge set, so a
+-- junk phone held by thousands of accounts costs no self-join. Multi-hop: the recursive CTE propagates component
+-- labels through the edges; the label is the smallest member user_id (deterministic).
 with recursive
 
 users as (
-    select user_id, phone_hash, union_id_hash, device_hash from {{ ref('stg_users') }}
+    select user_id from {{ ref('stg_users') }}
 ),
 
 link_keys as (
-    select user_id, 'phone:' || phone_hash as link_key from users where phone_hash is not null
-    union all
-    select user_id, 'union:' || union_id_hash from users where union_id_hash is not null
-    {%- if p('link_on_device') %}
-    union all
-    select user_id, 'device:' || device_hash from users where device_hash is not null
-    {%- endif %}
+    select user_id, key_type, key_hash
+    from {{ ref('int_identity_keys') }}
+    where refusal_reason is null
 ),
 
--- account -> account edges through a shared key (including self-edges, harmless)
+-- account -> account edges through a shared linking key: at most max_accounts_per_identifier accounts per key
 edges as (
     select distinct a.user_id as from_user_id, b.user_id as to_user_id
     from link_keys as a
-    inner join link_keys as b on a.link_key = b.link_key
+    inner join link_keys as b on a.key_type = b.key_type and a.key_hash = b.key_hash
     where a.user_id <> b.user_id
 ),
 
+-- (account, label) for labels reachable from the account. A label only travels to accounts with a larger
+-- user_id: the smallest member reaches every account of its component, the others are pruned (fewer rows).
 reachable (user_id, label) as (
     select user_id, user_id from users
     union
     select e.to_user_id, r.label
     from reachable as r
     inner join edges as e on r.user_id = e.from_user_id
+    where r.label < e.to_user_id
 ),
 
 final as (
