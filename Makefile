@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED := 1
 # two workers (2 cores): the slow end-to-end modules run side by side; PYTEST_WORKERS=0 runs in one process
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install demo test test-fast lint bench clean distclean
+.PHONY: help install demo dashboard test test-fast lint bench clean distclean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ install: $(VENV)/.synced ## Create .venv from uv.lock
 
 demo: $(VENV)/.synced ## The main job: generate, ingest, build, gate, publish, train, score (embedded default)
 	$(VENV)/bin/ulm demo
+
+dashboard: $(VENV)/.synced ## The analysts' dashboard on the serving snapshot (http://127.0.0.1:8501)
+	$(VENV)/bin/ulm dashboard
 
 test: $(VENV)/.synced ## Lint, then the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check ulm dags tests

@@ -25,11 +25,16 @@ UNIT_TESTS_BY_MODEL: dict[str, tuple[str, ...]] = {
     "int_person_koc": ("koc_needs_ugc_and_five_share_purchases_by_others_in_window",),
     # marts
     "mart_aarrr_funnel": ("activation_day_6_vs_7_and_retention_maturity",),
+    "mart_aarrr_funnel_by_channel": ("funnel_by_channel_sums_platforms_and_nulls_immature_counts",),
+    "mart_cohort_retention": ("cohort_retention_period_containing_as_of_is_null_until_it_ends",),
     "mart_scorecard": ("scorecard_levels_and_direction",),
     "mart_community_monthly": ("community_funnel_counts_days_0_to_29_after_join_and_waits_for_maturity",),
     "mart_channel_economics": ("channel_pause_strictly_below_threshold_and_payback",),
+    "mart_channel_monthly": ("channel_monthly_sums_platforms_before_dividing_and_waits_for_maturity",),
+    "mart_channel_summary": ("channel_summary_pools_matured_months_and_reads_payback_from_the_observed_curve",),
     "fct_clv_snapshots": ("clv_summary_excludes_first_purchase_day_from_monetary_value",),
     "mart_referral": ("referral_k_factor_is_accepted_invites_per_active_person",),
+    "mart_kocs": ("kocs_lists_only_flagged_persons_with_their_measures",),
     "mart_interventions": ("interventions_marketing_consent_gating_rules_and_deterministic_holdout",),
     "mart_intervention_outcomes": ("intervention_outcomes_compare_treated_and_holdout_after_the_window",),
     "mart_alerts": (

@@ -29,7 +29,7 @@ LAYERS = {
     "generate": 2, "ingest": 2, "quality": 2, "ml": 2,
     "transform": 3, "privacy.erasure": 3,
     "orchestration": 4,
-    "bench": 5, "cli": 5,
+    "bench": 5, "cli": 5, "dashboard": 5,
 }
 ENVIRON_ALLOWED = {
     "ulm/core/settings.py",  # the settings loader

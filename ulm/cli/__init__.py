@@ -290,14 +290,21 @@ def backfill(ctx, start, end, landing_dir, no_ml, wait_seconds):
 
 
 @main.command()
-@click.option("--airflow-port", type=int, default=8080, show_default=True)
-@click.option("--mlflow-port", type=int, default=5000, show_default=True)
+@click.option("--airflow-port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--mlflow-port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--dashboard-port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--docs-port", type=click.IntRange(1, 65535), default=8081, show_default=True)
 @friendly_errors
-def ui(airflow_port, mlflow_port):
-    """Start the Airflow UI (standalone, small parallelism) and the MLflow UI; Ctrl-C stops both."""
+def ui(airflow_port, mlflow_port, dashboard_port, docs_port):
+    """Serve every UI at once and print their URLs; Ctrl-C stops all.
+
+    Airflow (standalone, small parallelism), MLflow, the lifecycle dashboard (Streamlit on the serving snapshot)
+    and the docs folder <data dir>/docs (`ulm docs`: dbt docs and GX data docs) on a static file server. The
+    dashboard and the docs listen on 127.0.0.1 only.
+    """
     from ulm.orchestration.ui import ui as run_ui
 
-    run_ui(airflow_port=airflow_port, mlflow_port=mlflow_port)
+    run_ui(airflow_port=airflow_port, mlflow_port=mlflow_port, dashboard_port=dashboard_port, docs_port=docs_port)
 
 
 @main.command()
@@ -420,4 +427,6 @@ def _fmt(v) -> str:
     return str(v)
 
 
+from ulm.cli import dashboard as _dashboard  # noqa: E402,F401  (registers `ulm dashboard` on main)
+from ulm.cli import docs as _docs  # noqa: E402,F401  (registers `ulm docs` on main)
 from ulm.cli import keys as _keys  # noqa: E402,F401  (registers `ulm rotate-key` on main)

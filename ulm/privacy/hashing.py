@@ -100,7 +100,10 @@ class Plugin(BasePlugin):  # type: ignore[misc,valid-type]
         register_udf(conn)
 
     def configure_cursor(self, cursor: Any) -> None:
-        try:
-            cursor.execute(f"select {UDF_NAME}(null)")
-        except Exception:  # noqa: BLE001 - cursor does not see the connection's UDF: register there too
+        # Look the UDF up, never call it: without a key the connection holds a stand-in that raises "PII key
+        # missing" when called, and reading that error as "not registered" made the re-registration below fail
+        # with "ulm_hmac_sha256 already exists", hiding the key error.
+        found = cursor.execute("select count(*) from duckdb_functions() where function_name = ?",
+                               [UDF_NAME]).fetchall()
+        if not found[0][0]:  # this cursor does not see the connection's UDF: register it here too
             register_udf(cursor)

@@ -7,7 +7,8 @@ validates that small frame with ordinary expectations, so results, observed valu
 
 A :class:`Suite` is a list of frames; a gate runs one or more suites, stores one row per expectation in
 ``audit.gate_results`` (run_id, as_of, gate, suite, expectation, column, observed_value, success, ...),
-rebuilds the GX Data Docs under ``data/docs/gx/`` and raises :class:`GateFailed` listing every failed
+rebuilds the GX Data Docs under ``data/docs/gx/`` (runs named by business day and gate, made to render offline
+by :mod:`ulm.quality.docs_offline`) and raises :class:`GateFailed` listing every failed
 critical expectation with its observed value. Warning-severity expectations are stored but never fail a gate.
 
 Suite definitions import nothing heavy: GX is only imported when a gate runs.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ulm.core.errors import UlmError
+from ulm.quality.docs_offline import make_offline
 from ulm.warehouse import ensure_audit_schema, transaction
 
 log = logging.getLogger("ulm.gates")
@@ -159,20 +161,30 @@ def _gx_context(data_root: Path):
     ctx = gx.get_context(mode="file", project_root_dir=str(data_root / "gx"))
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     sites = ctx.get_config().data_docs_sites or {}
-    docs_dir = str(docs_dir_for(data_root))
-    if sites.get("ulm", {}).get("store_backend", {}).get("base_directory") != docs_dir:
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,  # no "how to" footer pointing to GX's web tutorials
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                          "base_directory": str(docs_dir_for(data_root))},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    current = sites.get("ulm") or {}
+    if current.get("store_backend", {}).get("base_directory") != site["store_backend"]["base_directory"] \
+            or current.get("show_how_to_buttons", True) is not False:
         if "ulm" in sites:
             ctx.delete_data_docs_site("ulm")
-        ctx.add_data_docs_site(site_name="ulm", site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })
+        ctx.add_data_docs_site(site_name="ulm", site_config=site)
     return ctx
 
 
 def docs_dir_for(data_root: Path) -> Path:
     return data_root / "docs" / "gx"
+
+
+def gx_run_name(as_of: date, gate: str) -> str:
+    """GX run name of a gate: its business day and gate (``2025-12-31 marts``), so the Data Docs list runs by
+    day; the pipeline's run id goes into each stored result's meta (``ulm_run_id``, see :func:`_keep_run_id`)."""
+    return f"{as_of.isoformat()} {gate}"
 
 
 def _validation_definition(ctx, suite: Suite, frame: Frame):
@@ -231,6 +243,20 @@ def _to_results(suite: Suite, frame: Frame, gx_result) -> list[ExpectationResult
     return rows
 
 
+def _keep_run_id(ctx, vd, res, gx_run, run_id: str) -> None:
+    """Store the validation result again with the pipeline's run id in its meta (``ulm_run_id``): GX 1.x keeps
+    neither extra batch parameters nor suite parameters, and its run name is the business day."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    res.meta["ulm_run_id"] = run_id
+    key = ValidationResultIdentifier(expectation_suite_identifier=ExpectationSuiteIdentifier(name=vd.suite.name),
+                                     run_id=gx_run, batch_identifier=res.batch_id)
+    ctx.validation_results_store.set(key, res)
+
+
 # --------------------------------------------------------------------------------------------- running
 
 def run_gate(
@@ -248,16 +274,21 @@ def run_gate(
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     ctx = _gx_context(data_root)
-    gx_run = gx.RunIdentifier(run_name=f"{run_id}:{gate}", run_time=datetime.now(timezone.utc))
+    # GX files and lists a validation under <run name>/<run time>: the business day and gate; the run id stays
+    # with every stored result (meta "ulm_run_id", as in audit.gate_results)
+    gx_run = gx.RunIdentifier(run_name=gx_run_name(as_of, gate), run_time=datetime.now(timezone.utc))
     results: list[ExpectationResult] = []
     for suite in suites:
         for frame in suite.frames:
             df = con.execute(frame.sql).df()
             vd = _validation_definition(ctx, suite, frame)
             res = vd.run(batch_parameters={"dataframe": df}, result_format="SUMMARY", run_id=gx_run)
+            _keep_run_id(ctx, vd, res, gx_run, run_id)
             results.extend(_to_results(suite, frame, res))
     store_results(con, gate, as_of, run_id, results)
     ctx.build_data_docs(site_names=["ulm"])
+    offline = make_offline(docs_dir_for(data_root))  # GX's pages load their CSS/JS from CDNs: make them local
+    log.debug("gate %s: data docs made offline: %s", gate, offline)
     report = GateReport(gate, run_id, as_of, results, docs_dir_for(data_root) / "index.html")
     for r in report.warnings:
         log.warning("gate %s warning: %s", gate, r.describe())

@@ -16,6 +16,7 @@ funnel as (
     select sum(retained_d7) / nullif(sum(acquired), 0) as d7_retention
     from {{ ref('mart_aarrr_funnel') }}
     where cohort_grain = 'day'
+      and is_mature_d7  -- always true in this window; said so that acquired and retained_d7 cover the same cohorts
       and cohort_date > {{ add_days(as_of_date(), -37) }}
       and cohort_date <= {{ add_days(as_of_date(), -7) }}
 ),

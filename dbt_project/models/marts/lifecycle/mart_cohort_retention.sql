@@ -1,6 +1,7 @@
 -- Recurring retention matrix (docs/METRICS.md#cohort-retention): cohort = registration week / month; cell k = share
 -- of the cohort active (and, separately, purchasing) in period k after the cohort period. k runs up to the period
--- containing as_of (that last period is partial).
+-- containing as_of. A cell is mature (is_mature) once period k has ended by as_of; the period containing as_of is
+-- partial unless as_of is its last day, and its counts and rates are null (the row stays, so the grid is complete).
 with
 
 persons as (
@@ -50,6 +51,8 @@ activity as (
         g.cohort_start,
         g.period_number,
         g.cohort_size,
+        {{ add_days(add_periods(grain, 'g.cohort_start', 'g.period_number + 1'), -1) }} <= {{ as_of_date() }}
+            as is_mature,
         coalesce(c.active_persons, 0) as active_persons,
         coalesce(c.purchasing_persons, 0) as purchasing_persons
     from {{ grain }}_grid as g
@@ -64,10 +67,11 @@ final as (
         cohort_start,
         period_number,
         cast(cohort_size as integer) as cohort_size,
-        cast(active_persons as integer) as active_persons,
-        cast(purchasing_persons as integer) as purchasing_persons,
-        active_persons / cohort_size as active_rate,
-        purchasing_persons / cohort_size as purchase_rate
+        case when is_mature then cast(active_persons as integer) end as active_persons,
+        case when is_mature then cast(purchasing_persons as integer) end as purchasing_persons,
+        case when is_mature then active_persons / cohort_size end as active_rate,
+        case when is_mature then purchasing_persons / cohort_size end as purchase_rate,
+        is_mature
     from (
         select * from week_matrix
         union all
