@@ -89,7 +89,11 @@ def test_sizes_beyond_the_summary_are_resampled_with_unique_ids():
 def test_help_and_bad_sizes(capsys):
     with pytest.raises(SystemExit) as help_exit:
         benchmark.main(["--help"])
-    assert help_exit.value.code == 0 and "bgnbd-scaling" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert help_exit.value.code == 0 and "bgnbd-scaling" in out and "clv-holdout" in out
     with pytest.raises(SystemExit) as bad:
         benchmark.main(["bgnbd-scaling", "--warehouse", "x.duckdb", "--sizes", "ten", "--out", "x.json"])
     assert bad.value.code == 2 and "comma-separated" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad_day:
+        benchmark.main(["clv-holdout", "--calibration-end", "1997-13-01", "--out", "x.json"])
+    assert bad_day.value.code == 2 and "not a date" in capsys.readouterr().err

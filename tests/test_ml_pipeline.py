@@ -7,6 +7,8 @@ The published interface tables ML reads (``ulm.ml.features.INTERFACE``: ``marts.
 """
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from datetime import date
 
@@ -92,23 +94,68 @@ def test_cutoff_without_clv_snapshot_is_refused(warehouse):
         features.snapshot(con, date(2025, 12, 15))
 
 
+def test_unscored_reasons_partition_dim_persons(warehouse):
+    """Every person of dim_persons is either in the scoring population of the day or has exactly one reason."""
+    with connect_read_only(warehouse) as con:
+        reasons = features.unscored_reasons(con, CUTOFF).set_index("reason")["persons"]
+        population = features.snapshot(con, CUTOFF)
+        persons = con.execute("select person_id, registered_date, consent_analytics from marts.dim_persons").df()
+        act = con.execute("select distinct person_id from marts.fct_person_activity_daily where is_active_day "
+                          "and activity_date > ? - 90 and activity_date <= ?", [CUTOFF, CUTOFF]).df()
+    no_consent = ~persons["consent_analytics"]
+    later = ~no_consent & (pd.to_datetime(persons["registered_date"]) > pd.Timestamp(CUTOFF))
+    inactive = ~no_consent & ~later & ~persons["person_id"].isin(act["person_id"])
+    assert reasons.get("no_analytics_consent") == no_consent.sum() > 0
+    assert reasons.get("registered_after_scoring") == later.sum() > 0
+    assert reasons.get("inactive") == inactive.sum() > 0
+    named = reasons[reasons.index.notna()]
+    assert reasons[reasons.index.isna()].sum() == len(population) == len(persons) - named.sum()
+    assert set(named.index) <= set(features.UNSCORED_REASONS)
+
+
+def _run(client, results, task):
+    return client.get_run(results[task]["run_id"])
+
+
 @pytest.mark.slow
-def test_train_register_promote_score(warehouse, tmp_path, monkeypatch):
+def test_train_register_promote_score(warehouse, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("ULM_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    caplog.set_level("INFO", logger="ulm")
     results = train.train(AS_OF, warehouse)
     client = mlflow.MlflowClient()
     for task, name in (("churn", "ulm_churn"), ("ltv", "ulm_ltv")):
         d = results[task]["decision"]
         assert d.promoted and d.compared_against == "baseline", d.reason
         assert str(client.get_model_version_by_alias(name, CHAMPION).version) == d.version
-        run = client.get_run(results[task]["run_id"])
+        run = _run(client, results, task)
         assert run.data.tags["promotion_decision"] == "promoted"
         assert {"baseline_" + ("roc_auc" if task == "churn" else "mae")} <= set(run.data.metrics)
         assert len(run.inputs.dataset_inputs) == 2  # training + holdout snapshot digests
         arts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"features.json", "fairness_report.csv", "drift_report.csv", "feature_importance.csv"} <= arts
+        # comparable runs: name, as-of, cutoffs, population, digest, hyperparameters, description
+        assert re.fullmatch(rf"{name}-2025-12-31-{run.info.run_id[:8]}", run.info.run_name)
+        p = run.data.params
+        assert p["as_of"] == "2025-12-31" and p["holdout_cutoff"] == str(results[task]["decision"].holdout_cutoff)
+        assert p["train_cutoffs"].split(",")[-1] < p["holdout_cutoff"] and "analytics consent" in p["population"]
+        assert run.data.tags["data_digest"] == p["data_digest"] and len(p["train_digest"]) == 16
+        assert p["lgbm.objective"] == ("binary" if task == "churn" else "tweedie") and p["lgbm.num_boost_round"]
+        note = run.data.tags["mlflow.note.content"]
+        assert note.startswith(f"**{name} v{d.version}: promoted**") and "holdout" in note
+        # artifacts under <data dir>/mlflow/artifacts, the experiment's default view lists metric columns
+        assert run.info.artifact_uri.startswith((tmp_path / "mlflow" / "artifacts").as_uri())
+        exp_tags = client.get_experiment(run.info.experiment_id).tags
+        view = json.loads(json.loads(exp_tags["mlflow.sharedViewState.ulm-default"])["state"])
+        assert "metrics.`baseline_" + ("roc_auc`" if task == "churn" else "mae`") in view["selectedColumns"]
+    assert "lgbm.learning_rate" in _run(client, results, "churn").data.params
+    assert "baseline.logistic.C" in _run(client, results, "churn").data.params
     assert results["ltv"]["bgnbd_metrics"]["mae"] > 0  # BG/NBD + Gamma-Gamma comparison ran point-in-time
+    assert not (tmp_path / "cwd" / "mlruns").exists()  # nothing written to the working directory
+    decisions = [r.getMessage() for r in caplog.records if r.name == "ulm.ml.registry"]
+    assert len(decisions) == 2 and all(" promoted vs baseline: " in m for m in decisions), decisions
 
     first = score.score(AS_OF, warehouse)
     again = score.score(AS_OF, warehouse)  # same day: rows replaced, not duplicated
@@ -117,7 +164,18 @@ def test_train_register_promote_score(warehouse, tmp_path, monkeypatch):
         fair = con.execute("select count(*) from ml.fairness_report").fetchone()[0]
         drift_ctx = {r[0] for r in con.execute("select distinct context from ml.drift_report").fetchall()}
         n_pop = len(features.snapshot(con, AS_OF))
+        n_persons = con.execute("select count(*) from marts.dim_persons").fetchone()[0]
     assert len(s) == first["persons"] == again["persons"] == n_pop and s["person_id"].is_unique
+    assert first["persons_total"] == n_persons == n_pop + sum(first["not_scored"].values())
+    assert first["not_scored"]["inactive"] > 0 and first["not_scored"]["no_analytics_consent"] > 0
     assert s["churn_probability"].between(0, 1).all() and (s["predicted_ltv_365"] >= 0).all()
     assert set(s["churn_model_version"]) == {results["churn"]["decision"].version}
     assert fair > 0 and drift_ctx == {"train", "score"}
+
+    # training days out of order (a backfill): the earlier day's holdout is inside the champion's training data
+    early = train.train(date(2025, 9, 30), warehouse, tasks=("churn",))["churn"]
+    d, champ = early["decision"], results["churn"]["decision"]
+    assert not d.promoted and d.compared_against == f"champion v{champ.version}", d.reason
+    assert "no holdout is unseen by both" in d.reason and d.holdout_cutoff < champ.holdout_cutoff
+    assert str(client.get_model_version_by_alias("ulm_churn", CHAMPION).version) == champ.version
+    assert early["run_name"].startswith("ulm_churn-2025-09-30-")

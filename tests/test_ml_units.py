@@ -92,3 +92,127 @@ def test_fairness_ltv_relative_accuracy():
     g2["y_pred"] = 1300.0  # relative error 30% vs 10%
     res = fairness.evaluate(pd.concat([g1, g2]).assign(age_band=">50"), "ltv")
     assert res.disparate_impact == pytest.approx((1000 / 300) / (100 / 10)) and not res.passed
+
+
+# ----------------------------------------------------------------------------------------------- fairlearn audit
+
+
+def _random_holdout(task: str, n: int = 3000, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"city_tier": rng.integers(1, 6, n).astype(float),
+                       "age_band": rng.choice(["18-24", "25-30", "31-40", None], n)})
+    df.loc[:20, "city_tier"] = np.nan  # missing attribute -> its own "unknown" group
+    if task == "churn":
+        y = (rng.random(n) < 0.4).astype(int)
+        return df.assign(y_true=y, y_pred=np.clip(0.45 * y + rng.random(n) * 0.6, 0, 1))
+    return df.assign(y_true=rng.gamma(1.0, 100.0, n) * (rng.random(n) < 0.5), y_pred=rng.gamma(1.0, 80.0, n))
+
+
+def test_fairness_audit_equals_a_plain_groupby():
+    """The MetricFrame report holds the same numbers as an independent pandas computation per group."""
+    df = _random_holdout("churn")
+    report = fairness.evaluate(df, "churn").report.set_index(["attribute", "group_value"])
+    tiers = df["city_tier"].map(lambda v: "unknown" if pd.isna(v) else str(int(v)))
+    for value, g in df.groupby(tiers):
+        row = report.loc[("city_tier", value)]
+        flagged = g["y_pred"] >= 0.5
+        assert row["n"] == len(g) and row["positives"] == g["y_true"].sum()
+        assert row["predicted_positive_rate"] == pytest.approx(flagged.mean())
+        assert row["tpr"] == pytest.approx(flagged[g["y_true"] == 1].mean())
+    assert set(report.loc["age_band"].index) == {"18-24", "25-30", "31-40", "unknown"}
+    ltv = _random_holdout("ltv")
+    rep = fairness.evaluate(ltv, "ltv").report.set_index(["attribute", "group_value"])
+    g = ltv[ltv["age_band"] == "25-30"]
+    mae = (g["y_pred"] - g["y_true"]).abs().mean()
+    assert rep.loc[("age_band", "25-30"), "mae"] == pytest.approx(mae)
+    assert rep.loc[("age_band", "25-30"), "relative_accuracy"] == pytest.approx(g["y_true"].mean() / mae)
+
+
+def test_fairness_gate_is_metricframe_ratio_over_eligible_groups():
+    from fairlearn.metrics import MetricFrame
+
+    df = pd.concat([_churn_group(1, 200, 180, 200), _churn_group(2, 200, 150, 200), _churn_group(3, 40, 4, 40)])
+    res = fairness.evaluate(df, "churn")
+    big = df[df["city_tier"] < 3]  # tier 3 is below the minimum group size: reported, not gated
+    mf = MetricFrame(metrics=fairness.tpr, y_true=big["y_true"], y_pred=big["y_pred"],
+                     sensitive_features=big["city_tier"])
+    assert res.disparate_impact == pytest.approx(mf.ratio()) == pytest.approx(150 / 180)
+    tiers = res.report[res.report["attribute"] == "city_tier"].set_index("group_value")
+    assert tiers.loc["3", "tpr"] == pytest.approx(0.1) and not tiers.loc["3", "gated"]
+    assert "TPR" in res.reason and "(city_tier)" in res.reason
+    ltv = fairness.evaluate(_random_holdout("ltv"), "ltv")
+    assert "mean LTV / MAE" in ltv.reason and "equal-opportunity" not in ltv.reason
+
+
+# ----------------------------------------------------------------------------------------------- holdout rule
+
+
+def test_holdout_rule_needs_every_training_label_to_end_by_the_holdout():
+    from datetime import date
+
+    from ulm.ml.registry import holdout_unseen, labels_seen_until
+
+    cutoffs = ["2025-08-31", "2025-09-30"]
+    assert labels_seen_until(cutoffs, 30) == date(2025, 10, 30)
+    assert holdout_unseen(cutoffs, 30, date(2025, 10, 31))  # 2025-09-30 + 30 <= 2025-10-31
+    assert not holdout_unseen(cutoffs, 30, date(2025, 10, 29))  # labels reach past the holdout day
+    assert not holdout_unseen(cutoffs, 30, date(2025, 9, 30))  # the holdout cutoff itself was trained on
+    assert holdout_unseen([], 30, date(2025, 9, 30))  # unknown cutoffs (old versions): not refused
+
+
+# ----------------------------------------------------------------------------------------------- run identity
+
+
+def test_data_digest_covers_every_row_unlike_mlflows():
+    from mlflow.data.digest_utils import compute_pandas_digest
+
+    from ulm.ml.train import data_digest
+
+    frame = pd.DataFrame({"person_id": [f"p{i}" for i in range(12_000)], "x": np.arange(12_000, dtype=float)})
+    changed = frame.copy()
+    changed.loc[11_999, "x"] = -1.0  # beyond MLflow's first 10,000 rows
+    assert compute_pandas_digest(frame) == compute_pandas_digest(changed)
+    assert data_digest(frame) != data_digest(changed) and data_digest(frame) == data_digest(frame.copy())
+    assert len(data_digest(frame)) == 16
+
+
+def test_artifact_root_follows_the_tracking_uri(tmp_path, monkeypatch):
+    from ulm.ml import tracking
+
+    monkeypatch.setenv("ULM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.artifact_root() == tmp_path / "mlflow" / "artifacts"
+    # what mlflow.set_tracking_uri does to the environment must not change the answer
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.default_uri())
+    assert tracking.artifact_root() == tmp_path / "mlflow" / "artifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere' / 'm.db'}")
+    assert tracking.artifact_root() == tmp_path / "elsewhere" / "artifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert tracking.artifact_root() is None  # the server decides
+    assert tracking.run_name("ulm_churn", "2025-12-31", "3f2a9c1e77aa") == "ulm_churn-2025-12-31-3f2a9c1e"
+    assert "metrics.`roc_auc`" in tracking.default_columns("churn")
+
+
+# ----------------------------------------------------------------------------------------------- console
+
+
+def test_third_party_warnings_go_to_the_debug_log(caplog, recwarn):
+    import logging
+    import warnings
+
+    from ulm.ml.quiet import third_party_quiet
+
+    def warn_from(filename: str, text: str) -> None:
+        warnings.warn_explicit(text, UserWarning, filename, 1)
+
+    level = logging.getLogger("mlflow").level
+    with caplog.at_level("DEBUG", logger="ulm.ml.warnings"), third_party_quiet():
+        for name in ("mlflow.store.db.utils", "arviz.preview", "pymc"):  # MLflow's migration notice, ArviZ's import
+            assert not logging.getLogger(name).isEnabledFor(logging.WARNING), name
+        warn_from("/x/.venv/lib/python3.11/site-packages/mlflow/types/utils.py", "Hint: integer column")
+        warn_from("/x/.venv/lib/python3.11/site-packages/mlflow/types/utils.py", "Hint: integer column")
+        warn_from("/work/ulm/ml/train.py", "ours")
+    assert [r.getMessage() for r in caplog.records if r.name == "ulm.ml.warnings"] == [
+        "UserWarning in /x/.venv/lib/python3.11/site-packages/mlflow/types/utils.py:1: Hint: integer column"]
+    assert [str(w.message) for w in recwarn] == ["ours"]  # ULM's own warnings still surface
+    assert logging.getLogger("mlflow").level == level  # restored

@@ -13,6 +13,13 @@ Subcommands (each a separate process so ``ulm bench`` can time it and sample its
     the warehouse's CLV summary (``marts.fct_clv_snapshots`` of one day) and writes
     ``{"sizes": [{"persons", "bgnbd_seconds", "gg_seconds", ...}]}``.
 
+``clv-holdout``
+    CLV checked on predictions (``ulm.ml.clv_holdout``): ingests a CDNOW file (default ``CDNOW_sample.txt``) into a
+    scratch warehouse and builds the CLV marts as of the holdout end (or uses ``--warehouse``, already built that
+    far), calibrates BG/NBD and Pareto/NBD to ``--calibration-end`` (default 1997-09-30), predicts the holdout up to
+    ``--holdout-end`` (default 1998-06-30, weeks 40-78), logs one MLflow run per model in ``ulm-clv`` and writes
+    ``{"models": {"bgnbd": {"role", "run_id", "metrics"}, "pareto_nbd": ...}}`` (fitted parameters as ``param_*``).
+
 Typical sequence (one ``ULM_DATA_DIR``, so scoring finds the champion trained on warehouse A)::
 
     python -m ulm.bench.ml synth --warehouse A.duckdb --persons 200000
@@ -36,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ulm.core.errors import UlmError
+from ulm.core.settings import cdnow_dir, data_dir
 from ulm.ml import clv, features, synthetic
 from ulm.warehouse import PUBLISHED, connect, connect_read_only, table_exists, transaction
 
@@ -140,6 +148,43 @@ def bgnbd_scaling(warehouse: Path, sizes: list[int], as_of: date | None = None, 
     return {"warehouse": str(warehouse), "summary_persons": len(summary), "sizes": rows}
 
 
+# ----------------------------------------------------------------------------------------------- CLV holdout
+
+CLV_MODELS = "+fct_clv_snapshots +fct_person_activity_daily"  # dbt selection the holdout check reads
+
+
+def build_cdnow(cdnow_file: Path, warehouse: Path, as_of: date) -> None:
+    """``cdnow_file`` ingested into a new ``warehouse`` and the CLV marts built as of ``as_of`` (dbt run)."""
+    from ulm.core.context import RunContext
+    from ulm.ingest import ingest_cdnow
+    from ulm.privacy.keys import ensure_local_pii_key
+    from ulm.transform.dbt import run_dbt
+
+    ensure_local_pii_key()
+    for path in (warehouse, warehouse.with_name(warehouse.name + ".wal")):  # a scratch file: rebuilt every time
+        path.unlink(missing_ok=True)
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    ingest_cdnow(cdnow_file, warehouse, progress=False)
+    run_dbt(RunContext.create(as_of=as_of, warehouse=warehouse), "run", select=CLV_MODELS, progress=False)
+
+
+def clv_holdout(warehouse: Path | None, cdnow_file: Path, calibration_end: date, holdout_end: date,
+                workdir: Path | None = None) -> dict:
+    """Run the CLV holdout check (on ``warehouse``, or on ``cdnow_file`` built into the scratch file
+    ``<workdir>/cdnow_holdout.duckdb``, default workdir ``<data dir>/bench/clv_holdout``); returns the JSON report."""
+    from ulm.ml import clv_holdout as check
+
+    start = time.perf_counter()
+    if warehouse is None:
+        warehouse = (workdir or data_dir() / "bench" / "clv_holdout") / "cdnow_holdout.duckdb"
+        _progress(f"ingest {cdnow_file.name} and build the CLV marts as of {holdout_end} into {warehouse}")
+        build_cdnow(cdnow_file, warehouse, holdout_end)
+    results = check.validate(warehouse, calibration_end, holdout_end)
+    return {"warehouse": str(warehouse), "calibration_end": str(calibration_end), "holdout_end": str(holdout_end),
+            "seconds": round(time.perf_counter() - start, 1),
+            "models": {k: {"role": r.role, "run_id": r.run_id, "metrics": r.metrics} for k, r in results.items()}}
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 
@@ -181,6 +226,15 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=7)
     b.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="skip the untimed warm-up fit (PyTensor compilation then counts in the first size)")
+    c = sub.add_parser("clv-holdout", help="BG/NBD and Pareto/NBD checked on a holdout (CDNOW by default)")
+    c.add_argument("--warehouse", type=Path, default=None,
+                   help="warehouse with the CLV marts built up to the holdout end (default: build CDNOW into --workdir)")
+    c.add_argument("--cdnow", type=Path, default=None, help="CDNOW file to ingest (default datasets/cdnow/CDNOW_sample.txt)")
+    c.add_argument("--workdir", type=Path, default=None,
+                   help="scratch folder for the built CDNOW warehouse (default <data dir>/bench/clv_holdout)")
+    c.add_argument("--calibration-end", type=_date, default=date(1997, 9, 30))
+    c.add_argument("--holdout-end", type=_date, default=date(1998, 6, 30))
+    c.add_argument("--out", type=Path, required=True, help="JSON file to write")
     return p
 
 
@@ -198,7 +252,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         res = synth(args.warehouse, args.persons, args.days, args.end, args.seed, args.snapshots_from)
         _progress(f"synth: {res}")
         return 0
-    res = bgnbd_scaling(args.warehouse, args.sizes, args.as_of, args.seed, args.warmup)
+    if args.command == "clv-holdout":
+        res = clv_holdout(args.warehouse, args.cdnow or cdnow_dir() / "CDNOW_sample.txt", args.calibration_end,
+                          args.holdout_end, args.workdir)
+    else:
+        res = bgnbd_scaling(args.warehouse, args.sizes, args.as_of, args.seed, args.warmup)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1), encoding="utf-8")
     _progress(f"wrote {args.out}")

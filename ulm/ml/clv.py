@@ -129,7 +129,7 @@ def fit_clv(summary: pd.DataFrame, time_unit_days: float = 7) -> ClvParams:
     bg = fit_bgnbd(frame)
     gg = fit_gamma_gamma(repeat)
     seconds = time.perf_counter() - start
-    log.info("CLV fit on %d persons (%d repeat buyers) in %.1fs", len(frame), len(repeat), seconds)
+    log.debug("CLV fit on %d persons (%d repeat buyers) in %.1fs", len(frame), len(repeat), seconds)
     return ClvParams(**bg, **gg, time_unit_days=float(time_unit_days), n_persons=len(frame),
                      n_repeat_buyers=len(repeat), fit_seconds=round(seconds, 3))
 
@@ -187,3 +187,69 @@ def predict_ltv(prm: ClvParams, summary: pd.DataFrame, horizon_days: float) -> p
             "predicted_ltv": purchases * spend,
         }
     )
+
+
+def unconditional_expected_purchases(prm: ClvParams, t_units) -> np.ndarray:
+    """E[X(t)]: expected repeat purchase days of a customer in the ``t_units`` time units after the first purchase,
+    before knowing anything about them (BG/NBD, Fader, Hardie & Lee 2005 eq. 9): the tracking-plot forecast."""
+    t = np.asarray(t_units, dtype="float64")
+    r, alpha, a, b = prm.r, prm.alpha, prm.a, prm.b
+    return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+
+
+# ----------------------------------------------------------------------------------------------- Pareto/NBD
+
+
+@dataclass(frozen=True)
+class ParetoNbdParams:
+    """Fitted Pareto/NBD parameters (purchase rate: gamma(r, alpha); dropout rate: gamma(s, beta))."""
+
+    r: float
+    alpha: float
+    s: float
+    beta: float
+    time_unit_days: float
+    n_persons: int
+    fit_seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def fit_pareto_nbd(summary: pd.DataFrame, time_unit_days: float = 7) -> tuple[ParetoNbdParams, object]:
+    """Pareto/NBD (Schmittlein, Morrison & Colombo 1987) MAP fit with flat priors (= maximum likelihood) by
+    pymc-marketing's ``ParetoNBDModel``; returns the estimates and the fitted model, whose methods predict."""
+    from pymc_extras.prior import Prior
+    from pymc_marketing.clv import ParetoNBDModel
+
+    frame = to_model_frame(summary, time_unit_days)
+    start = time.perf_counter()
+    model = ParetoNBDModel(model_config={k: Prior("HalfFlat") for k in ("r", "alpha", "s", "beta")})
+    est = _map_point(model, frame[["customer_id", "frequency", "recency", "T"]], ("r", "alpha", "s", "beta"))
+    prm = ParetoNbdParams(**est, time_unit_days=float(time_unit_days), n_persons=len(frame),
+                          fit_seconds=round(time.perf_counter() - start, 3))
+    return prm, model
+
+
+def _pnbd_frame(summary: pd.DataFrame, unit: float) -> pd.DataFrame:
+    return to_model_frame(summary, unit)[["customer_id", "frequency", "recency", "T"]]
+
+
+def pareto_nbd_expected_purchases(model, prm: ParetoNbdParams, summary: pd.DataFrame,
+                                  horizon_days: float) -> np.ndarray:
+    """E[X(T, T + t) | x, t_x, T] under the fitted Pareto/NBD (pymc-marketing, Fader & Hardie 2005 note)."""
+    unit = prm.time_unit_days
+    pred = model.expected_purchases(_pnbd_frame(summary, unit), future_t=horizon_days / unit)
+    return np.asarray(pred.mean(("chain", "draw")).values, dtype="float64").ravel()
+
+
+def pareto_nbd_probability_alive(model, prm: ParetoNbdParams, summary: pd.DataFrame) -> np.ndarray:
+    """P(still active) under the fitted Pareto/NBD."""
+    pred = model.expected_probability_alive(_pnbd_frame(summary, prm.time_unit_days))
+    return np.asarray(pred.mean(("chain", "draw")).values, dtype="float64").ravel()
+
+
+def pareto_nbd_unconditional(prm: ParetoNbdParams, t_units) -> np.ndarray:
+    """E[X(t)] of the Pareto/NBD: r beta / (alpha (s - 1)) [1 - (beta / (beta + t))^(s - 1)]."""
+    t = np.asarray(t_units, dtype="float64")
+    return prm.r * prm.beta / (prm.alpha * (prm.s - 1)) * (1 - (prm.beta / (prm.beta + t)) ** (prm.s - 1))

@@ -44,6 +44,17 @@ KEY_COLUMNS = ("snapshot_date", "person_id")
 ATTRIBUTE_COLUMNS = ("city_tier", "age_band")  # also features; used by the fairness audit
 
 
+# Why a person of dim_persons is not scored on a day (the dbt column dim_persons.unscored_reason uses the same names,
+# plus 'no_scoring_run' and 'changed_since_scoring'); docs/ML.md#score-coverage
+UNSCORED_REASONS = ("no_analytics_consent", "registered_after_scoring", "inactive")
+
+
+def population_rule() -> str:
+    """The snapshot / scoring population in words (logged with every training run)."""
+    days = int(param("snapshot_population_active_days"))
+    return f"registered on or before t, an active day in (t - {days}, t], analytics consent"
+
+
 def churn_horizons() -> list[int]:
     return sorted({int(param("churn_horizon_days")), int(param("churn_horizon_days_alt"))}, reverse=True)
 
@@ -249,6 +260,24 @@ def snapshot(con: duckdb.DuckDBPyConnection, cutoff: date, as_of: date | None = 
     return con.execute(f"select * from ({sql}) order by person_id", params).df()
 
 
+def unscored_reasons(con: duckdb.DuckDBPyConnection, cutoff: date, schema: str = PUBLISHED) -> pd.DataFrame:
+    """``(reason, persons)`` for the persons of ``dim_persons`` outside the population at ``cutoff``, first match in
+    :data:`UNSCORED_REASONS` order. The population itself (reason NULL) is exactly :func:`snapshot`'s rows."""
+    days = int(param("snapshot_population_active_days"))
+    activity = f"{schema}.fct_person_activity_daily"
+    return con.execute(f"""
+        with active as (
+            select distinct person_id from {activity}
+            where is_active_day and activity_date > $cutoff - {days} and activity_date <= $cutoff
+        )
+        select case when not coalesce(p.consent_analytics, false) then 'no_analytics_consent'
+                    when p.registered_date > $cutoff then 'registered_after_scoring'
+                    when a.person_id is null then 'inactive' end as reason,
+               count(*) as persons
+        from {schema}.dim_persons as p left join active as a using (person_id)
+        group by all order by persons desc""", {"cutoff": cutoff}).df()
+
+
 def build_snapshots(warehouse: Path, as_of: date, cutoffs: list[date] | None = None,
                     schema: str = PUBLISHED) -> list[date]:
     """Rebuild ``ml.feature_snapshots`` for all month-end cutoffs up to ``as_of`` (atomic swap)."""
@@ -262,6 +291,7 @@ def build_snapshots(warehouse: Path, as_of: date, cutoffs: list[date] | None = N
         for cutoff in cutoffs:
             require_clv_snapshot(con, cutoff, schema)
         ensure_ml_schema(con)
+        began = time.perf_counter()
         with transaction(con):
             con.execute("drop table if exists ml.feature_snapshots__new")
             for i, cutoff in enumerate(cutoffs):
@@ -269,10 +299,12 @@ def build_snapshots(warehouse: Path, as_of: date, cutoffs: list[date] | None = N
                 verb = ("create table ml.feature_snapshots__new as" if i == 0
                         else "insert into ml.feature_snapshots__new")
                 con.execute(f"{verb} {sql}", {"cutoff": cutoff, "as_of": as_of})
-                log.info("snapshot %s in %.1fs", cutoff, time.perf_counter() - start)
+                log.debug("snapshot %s in %.1fs", cutoff, time.perf_counter() - start)
             if cutoffs:
                 con.execute("drop table if exists ml.feature_snapshots")
                 con.execute("alter table ml.feature_snapshots__new rename to feature_snapshots")
+    log.info("feature snapshots: %d month-end cutoffs %s .. %s in %.1fs", len(cutoffs), cutoffs[0], cutoffs[-1],
+             time.perf_counter() - began)
     return cutoffs
 
 

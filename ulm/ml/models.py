@@ -29,6 +29,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "age_band": AGE_BANDS,
 }
 PARALLEL_PREDICT_ROWS = 50_000
+LOGISTIC_PARAMS: dict[str, Any] = {"max_iter": 500}  # everything else: scikit-learn's defaults (L2, C=1, lbfgs)
 
 
 def lgbm_threads() -> int:
@@ -63,29 +64,47 @@ def fit_logistic(x: pd.DataFrame, y: np.ndarray, features: list[str]) -> Pipelin
                           ("sc", StandardScaler())]), nums),
         ("cat", OneHotEncoder(categories=[list(CATEGORIES[c]) for c in cats], handle_unknown="ignore"), cats),
     ])
-    model = Pipeline([("pre", pre), ("lr", LogisticRegression(max_iter=500))])
+    model = Pipeline([("pre", pre), ("lr", LogisticRegression(**LOGISTIC_PARAMS))])
     xx = prepare(x, features)
     xx[cats] = xx[cats].astype("object").fillna("missing")
     return model.fit(xx, y)
 
 
-def fit_lgbm(x: pd.DataFrame, y: np.ndarray, features: list[str], objective: str,
-             params: dict[str, Any] | None = None) -> lgb.Booster:
-    """LightGBM booster (``binary`` for churn, ``tweedie`` for LTV) with fixed, modest capacity."""
-    p = {"objective": objective, "learning_rate": 0.08, "num_leaves": 63, "min_data_in_leaf": 100, "max_bin": 63,
-         "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
-         "num_threads": lgbm_threads(), "verbose": -1, "seed": 7, "deterministic": True}
+def lgbm_params(objective: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every LightGBM hyperparameter :func:`fit_lgbm` trains with (``num_boost_round`` included): fixed, modest
+    capacity; ``params`` overrides."""
+    p = {"objective": objective, "num_boost_round": 200, "learning_rate": 0.08, "num_leaves": 63,
+         "min_data_in_leaf": 100, "max_bin": 63, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
+         "lambda_l2": 1.0, "num_threads": lgbm_threads(), "verbose": -1, "seed": 7, "deterministic": True}
     if objective == "tweedie":
         p["tweedie_variance_power"] = 1.3
     p.update(params or {})
-    rounds = int(p.pop("num_boost_round", 200))
+    return p
+
+
+def fit_lgbm(x: pd.DataFrame, y: np.ndarray, features: list[str], objective: str,
+             params: dict[str, Any] | None = None) -> lgb.Booster:
+    """LightGBM booster (``binary`` for churn, ``tweedie`` for LTV) with the hyperparameters of :func:`lgbm_params`."""
+    p = lgbm_params(objective, params)
+    rounds = int(p.pop("num_boost_round"))
     data = lgb.Dataset(prepare(x, features), label=y, free_raw_data=True)
     return lgb.train(p, data, num_boost_round=rounds)
 
 
+def logistic_hyperparameters(pipeline: Pipeline) -> dict[str, Any]:
+    """Every hyperparameter of the fitted baseline: the regression's and the imputation / scaling steps'."""
+    lr = pipeline.named_steps["lr"].get_params()
+    num = pipeline.named_steps["pre"].named_transformers_["num"]
+    imp = num.named_steps["imp"].get_params()
+    scale = num.named_steps["sc"].get_params()
+    return {**lr, **{f"impute_{k}": imp[k] for k in ("strategy", "add_indicator")},
+            **{f"scale_{k}": scale[k] for k in ("with_mean", "with_std")}}
+
+
 @dataclass
 class UlmModel(mlflow.pyfunc.PythonModel):
-    """Pyfunc wrapper: ``kind`` is lgbm | logistic; ``horizon_days`` is the LTV label horizon."""
+    """Pyfunc wrapper: ``kind`` is lgbm | logistic; ``horizon_days`` is the label horizon (churn window or LTV
+    horizon); ``train_cutoffs`` are the snapshot days it was trained on (the promotion's holdout rule reads both)."""
 
     task: str
     kind: str
@@ -104,7 +123,7 @@ class UlmModel(mlflow.pyfunc.PythonModel):
         x[cats] = x[cats].astype("object").fillna("missing")
         return self.estimator.predict_proba(x)[:, 1]
 
-    def predict(self, context, model_input, params=None):  # noqa: D102 - MLflow entry point
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: D102 - MLflow entry point
         return self.predict_frame(pd.DataFrame(model_input))
 
 

@@ -97,3 +97,44 @@ def ltv_deciles(y_true, y_pred, out_dir: Path) -> Path:
     ax.set(xlabel="predicted decile (10 = highest)", ylabel="mean LTV (CNY)", title="LTV by predicted decile")
     ax.legend()
     return _save(fig, out_dir, "ltv_deciles.png")
+
+
+def calibration_vs_holdout(table: pd.DataFrame, model: str, out_dir: Path,
+                           other: tuple[str, pd.DataFrame] | None = None) -> Path:
+    """Mean actual vs predicted holdout purchases by calibration-period frequency (Fader, Hardie & Lee 2005 fig. 4);
+    ``table`` from ``ulm.ml.clv_holdout.by_frequency``; ``other`` adds a second model's predictions dashed."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(table["frequency_label"], table["actual"], "o-", color="black", label="actual")
+    ax.plot(table["frequency_label"], table["predicted"], "s-", label=model)
+    if other is not None:
+        ax.plot(other[1]["frequency_label"], other[1]["predicted"], "^--", label=other[0], alpha=0.7)
+    ax.set(xlabel="repeat purchases in the calibration period", ylabel="mean repeat purchases in the holdout",
+           title="Calibration vs holdout")
+    ax.legend()
+    return _save(fig, out_dir, "calibration_vs_holdout.png")
+
+
+def cumulative_repeat_transactions(track: pd.DataFrame, model: str, out_dir: Path,
+                                   other: tuple[str, pd.DataFrame] | None = None) -> Path:
+    """Cumulative repeat purchases of the cohort per week, actual vs expected (Fader, Hardie & Lee 2005 fig. 2);
+    ``track`` from ``ulm.ml.clv_holdout.cumulative``; a dotted line marks the end of the calibration period."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(track["week"], track["actual_cumulative"], color="black", label="actual")
+    ax.plot(track["week"], track["expected_cumulative"], "--", label=model)
+    if other is not None:
+        ax.plot(other[1]["week"], other[1]["expected_cumulative"], ":", label=other[0])
+    cal_end = track.loc[track["period"] == "calibration", "week"].max()
+    ax.axvline(cal_end, color="grey", ls=":", lw=1)
+    ax.set(xlabel="week since the cohort's first purchase", ylabel="cumulative repeat purchases",
+           title="Tracking cumulative repeat purchases")
+    ax.legend()
+    return _save(fig, out_dir, "cumulative_repeat_transactions.png")
+
+
+def matrix_heatmap(matrix: pd.DataFrame, title: str, out_dir: Path, name: str) -> Path:
+    """Frequency (rows) x recency (columns) heatmap, e.g. P(alive) or expected purchases; NaN cells blank."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    im = ax.imshow(matrix.to_numpy(dtype=float), aspect="auto", origin="lower", cmap="viridis")
+    fig.colorbar(im, ax=ax)
+    ax.set(xlabel="recency (time units since the first purchase)", ylabel="frequency (repeat purchases)", title=title)
+    return _save(fig, out_dir, name)

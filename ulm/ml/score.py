@@ -4,8 +4,10 @@ population.
 ``score(as_of, warehouse)`` loads ``models:/ulm_churn@champion`` and ``models:/ulm_ltv@champion``, computes
 point-in-time features for the scoring day from the published marts (same SQL and population as the training
 snapshots; ``as_of`` must be a ``snapshot_date`` of ``marts.fct_clv_snapshots``: the marts' as-of day), and
-replaces the ``ml.scores`` rows of that ``score_date``. ``predicted_ltv_365`` is the LTV model's prediction
-scaled linearly to 365 days when the model was trained on a shorter horizon (short history).
+replaces the ``ml.scores`` rows of that ``score_date``. The result counts the persons of ``dim_persons`` left out,
+by reason (``ulm.ml.features.unscored_reasons``: no analytics consent, registered after the day, not active in the
+population window). ``predicted_ltv_365`` is the LTV model's prediction scaled linearly to 365 days when the model
+was trained on a shorter horizon (short history).
 Drift: PSI of the score and the model's top features, training snapshots vs scoring population.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ulm.core.errors import UlmError
 from ulm.core.settings import param
 from ulm.ml import drift, features, tracking
 from ulm.ml.metrics import churn_metrics
+from ulm.ml.quiet import quiet
 from ulm.ml.registry import CHAMPION
 from ulm.ml.reports import write_reports
 from ulm.warehouse import PUBLISHED, connect, connect_read_only, ensure_ml_schema, table_exists, transaction
@@ -92,14 +95,24 @@ def evaluate_against_truth(warehouse: Path, as_of: date, truth_dir: Path, schema
     return {f"truth_{k}": v for k, v in m.items()}
 
 
+def coverage(unscored: pd.DataFrame, scored: int) -> dict:
+    """Persons of ``dim_persons``, how many were scored, and how many were not, by reason (docs/ML.md#score-coverage)."""
+    reasons = {r: int(n) for r, n in zip(unscored["reason"], unscored["persons"]) if pd.notna(r) and n}
+    return {"persons_total": scored + sum(reasons.values()), "persons": scored,
+            "not_scored": {r: reasons.get(r, 0) for r in features.UNSCORED_REASONS}}
+
+
+@quiet
 def score(as_of: date, warehouse: Path, truth_dir: Path | None = None) -> dict:
-    """Score the population as of ``as_of`` with both champions; returns counts, versions and timings."""
+    """Score the population as of ``as_of`` with both champions; returns counts (scored, not scored by reason),
+    versions and timings."""
     start = time.perf_counter()
     tracking.configure()
     churn_model, churn_version = load_champion("churn")
     ltv_model, ltv_version = load_champion("ltv")
     with connect_read_only(warehouse) as con:
         frame = features.normalize_types(features.snapshot(con, as_of))
+        unscored = features.unscored_reasons(con, as_of)
         ref_churn = _reference(con, churn_model.unwrap_python_model().train_cutoffs)
         ref_ltv = _reference(con, ltv_model.unwrap_python_model().train_cutoffs)
     t_features = time.perf_counter() - start
@@ -124,10 +137,12 @@ def score(as_of: date, warehouse: Path, truth_dir: Path | None = None) -> dict:
     drifts = {k: v for k, v in drifts.items() if not v["drift"].empty}
     if drifts:
         write_reports(warehouse, as_of, drifts, context="score")
-    result = {"persons": len(out), "score_date": as_of, "churn_model_version": churn_version,
+    result = {**coverage(unscored, len(out)), "score_date": as_of, "churn_model_version": churn_version,
               "ltv_model_version": ltv_version, "features_seconds": round(t_features, 2),
               "predict_seconds": round(t_predict, 2), "seconds": round(time.perf_counter() - start, 2)}
     if truth_dir is not None:
         result.update(evaluate_against_truth(warehouse, as_of, truth_dir))
-    log.info("scored %s", result)
+    missing = ", ".join(f"{n:,} {r.replace('_', ' ')}" for r, n in result["not_scored"].items() if n) or "none"
+    log.info("scored %s of %s persons on %s (churn v%s, LTV v%s); not scored: %s", f"{len(out):,}",
+             f"{result['persons_total']:,}", as_of, churn_version, ltv_version, missing)
     return result

@@ -1,6 +1,7 @@
 -- One row per person as of d: profile (docs/METRICS.md#identity), current lifecycle stage
 -- (docs/METRICS.md#customer-lifecycle-stages), segments (docs/METRICS.md#segmentation-and-tiers, from
--- int_person_segments) and the latest ML scores (docs/METRICS.md#machine-learning; null until the scoring batch ran).
+-- int_person_segments) and the latest ML scores (docs/METRICS.md#machine-learning; null until the scoring batch ran),
+-- with the reason when a person has none (int_score_coverage, docs/ML.md#score-coverage).
 with
 
 persons as (
@@ -17,6 +18,10 @@ segments as (
 
 scores as (
     select * from {{ ref('int_scores_latest') }}
+),
+
+coverage as (
+    select * from {{ ref('int_score_coverage') }}
 ),
 
 final as (
@@ -46,11 +51,13 @@ final as (
         sg.realized_ltv,
         sc.predicted_ltv_365,
         sc.churn_probability,
-        sc.score_date
+        sc.score_date,
+        cv.unscored_reason
     from persons as p
     left join current_stage as cs on p.person_id = cs.person_id
     left join segments as sg on p.person_id = sg.person_id
     left join scores as sc on p.person_id = sc.person_id
+    left join coverage as cv on p.person_id = cv.person_id
 )
 
 select * from final
