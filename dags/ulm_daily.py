@@ -35,7 +35,7 @@ with DAG(
     dag_id="ulm_daily",
     description="Ingest -> Gate 1 -> erase -> dbt (audit) -> Gates 2/3 -> publish -> audience export",
     doc_md=__doc__,
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=t.BUSINESS_TZ),
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=t.BUSINESS_TZ) if t.scheduled() else None,
     **t.dag_settings(),
     max_active_runs=1,
     default_args=t.DEFAULT_ARGS,
@@ -47,7 +47,7 @@ with DAG(
     run = t.context_task(schema_prefix=AUDIT_PREFIX)
     ingested = t.ingest(run)
     landing_ok = t.gate_landing(run, ingested)
-    dbt_audit = dbt_audit_group()
+    dbt_audit = dbt_audit_group(run)
     staging_ok = t.gate_staging(run)
     marts_ok = t.gate_marts(run)
     published = t.publish(run)

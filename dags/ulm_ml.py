@@ -3,10 +3,13 @@
 
 Scheduled two ways (`AssetOrTimeSchedule`):
 
-* **after every publish** - the Asset `ulm_published_marts` (emitted by `ulm_daily.export_audiences`)
-  triggers a run that **scores** with the `@champion` models;
+* **after every publish** - the Asset `ulm_published_marts` (emitted by `ulm_daily.export_audiences`, its
+  extra carries the as-of day) triggers a run that **scores** with the `@champion` models (and first **trains**
+  when no `@champion` exists yet);
 * **weekly** - the cron `ml_train_schedule` (default Mondays 04:00 business time) triggers a run that
   **trains** (new challengers, promotion decided and recorded by `ulm.ml`) and then scores.
+
+`ULM_DAG_SCHEDULE=manual` drops the cron: runs only follow publishes and triggers.
 
 Param `train` forces (true) or suppresses (false) training on a manual run; `as_of` sets the day (default:
 the logical date's business day). ML reads the published marts. Both tasks write the warehouse, so both run
@@ -27,7 +30,7 @@ with DAG(
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(t.ml_train_schedule(), timezone=t.BUSINESS_TZ),
         assets=t.MARTS_ASSET,
-    ),
+    ) if t.scheduled() else t.MARTS_ASSET,
     start_date=t.dag_settings()["start_date"],
     catchup=False,
     max_active_runs=1,

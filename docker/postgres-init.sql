@@ -1,3 +1,3 @@
 -- One Postgres for both metadata stores: Airflow (database `airflow`, created by POSTGRES_DB) and MLflow.
-CREATE DATABASE mlflow;
-GRANT ALL PRIVILEGES ON DATABASE mlflow TO airflow;
+CREATE DATABASE mlflow OWNER ulm;
+GRANT ALL PRIVILEGES ON DATABASE mlflow TO ulm;

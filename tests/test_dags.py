@@ -46,10 +46,10 @@ def _context(tmp: Path):
     return RunContext.create(warehouse=tmp / "warehouse.duckdb")
 
 
-def _parse(tmp: Path, sequential: bool) -> dict:
+def _parse(tmp: Path, sequential: bool, **extra: str) -> dict:
     from ulm.orchestration.airflow_env import airflow_env
 
-    env = airflow_env(_context(tmp), ULM_SEQUENTIAL_TASKS="1" if sequential else "0")
+    env = airflow_env(_context(tmp), ULM_SEQUENTIAL_TASKS="1" if sequential else "0", **extra)
     proc = subprocess.run([sys.executable, "-c", PARSE], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -64,7 +64,11 @@ def parsed(tmp_path_factory, monkeypatch_module) -> dict:
     ensure_manifest(airflow_env(_context(tmp)))
     manifest = json.loads(dbt_manifest_path().read_text())
     models = sorted(n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model")
-    return {"deployment": _parse(tmp, sequential=False), "sequential": _parse(tmp, sequential=True),
+    # the default (one dbt task), Cosmos' watcher group as a deployment and under `ulm run`, the manual schedule
+    return {"deployment": _parse(tmp, sequential=False),
+            "watcher": _parse(tmp, sequential=False, ULM_DBT_EXECUTION_MODE="watcher"),
+            "sequential": _parse(tmp, sequential=True, ULM_DBT_EXECUTION_MODE="watcher"),
+            "manual": _parse(tmp, sequential=False, ULM_DAG_SCHEDULE="manual"),
             "models": models}
 
 
@@ -75,8 +79,11 @@ def monkeypatch_module():
     mp.undo()
 
 
+MODES = ("deployment", "watcher", "sequential", "manual")
+
+
 def test_dags_import_without_errors_or_warnings(parsed: dict) -> None:
-    for mode in ("deployment", "sequential"):
+    for mode in MODES:
         bag = parsed[mode]
         assert bag["import_errors"] == {}
         assert bag["warnings"] == []
@@ -93,8 +100,28 @@ def _daily(parsed: dict, mode: str = "deployment") -> dict:
     return parsed[mode]["dags"]["ulm_daily"]["tasks"]
 
 
-def test_daily_pipeline_order(parsed: dict) -> None:
+def test_daily_pipeline_order_with_one_dbt_task(parsed: dict) -> None:
     tasks = _daily(parsed)
+    assert [t for t in tasks if t.startswith("dbt_audit.")] == ["dbt_audit.dbt_build"]
+    own = [t for t in tasks if t != "context"]
+    assert tasks["context"]["upstream"] == [] and all("context" in tasks[t]["upstream"] for t in own)
+    assert _up(tasks, "gate_landing") == ["ingest"] and _up(tasks, "erase") == ["gate_landing"]
+    assert _up(tasks, "dbt_audit.dbt_build") == ["erase"] and _up(tasks, "gate_staging") == ["dbt_audit.dbt_build"]
+    assert _up(tasks, "publish") == ["gate_marts"] and _up(tasks, "export_audiences") == ["publish"]
+    build = tasks["dbt_audit.dbt_build"]
+    assert build["pool"] == "ulm_duckdb" and build["retries"] >= 1  # a dead worker's build is retried
+    # per-model visibility: every model is an outlet Asset of the build task
+    assert sorted(build["outlets"]) == sorted(f"dbt.ulm.{m}" for m in parsed["models"])
+
+
+def test_manual_schedule_runs_only_on_triggers_and_publishes(parsed: dict) -> None:
+    dags = parsed["manual"]["dags"]
+    assert "NullTimetable" in dags["ulm_daily"]["schedule"]
+    assert "AssetTriggeredTimetable" in dags["ulm_ml"]["schedule"] and "Cron" not in dags["ulm_ml"]["schedule"]
+
+
+def test_daily_pipeline_order(parsed: dict) -> None:
+    tasks = _daily(parsed, "watcher")
     producer = "dbt_audit.dbt_producer_watcher"
     own = [t for t in tasks if not t.startswith("dbt_audit.") and t != "context"]
     assert tasks["context"]["upstream"] == [] and all("context" in tasks[t]["upstream"] for t in own)
@@ -113,14 +140,14 @@ def test_daily_pipeline_order(parsed: dict) -> None:
 
 
 def test_every_dbt_model_is_a_task(parsed: dict) -> None:
-    tasks = _daily(parsed)
+    tasks = _daily(parsed, "watcher")
     for model in parsed["models"]:
         assert f"dbt_audit.{model}.run" in tasks or f"dbt_audit.{model}_run" in tasks, model
 
 
 def test_single_duckdb_writer(parsed: dict) -> None:
     """Every task that writes DuckDB takes the 1-slot pool; the watcher sensors only read XCom."""
-    tasks = _daily(parsed)
+    tasks = _daily(parsed, "watcher")
     writers = ["ingest", "gate_landing", "erase", "dbt_audit.dbt_producer_watcher", "gate_staging", "gate_marts",
                "publish", "export_audiences"]
     assert all(tasks[t]["pool"] == "ulm_duckdb" for t in writers)
@@ -160,7 +187,7 @@ def test_sequential_mode_runs_the_producer_before_any_sensor(parsed: dict) -> No
     assert roots and all(tasks[t]["trigger_rule"] == "all_done_min_one_success" for t in roots)
 
 
-@pytest.mark.parametrize("mode", ["deployment", "sequential"])
+@pytest.mark.parametrize("mode", MODES)
 def test_no_cycles(parsed: dict, mode: str) -> None:
     for dag in parsed[mode]["dags"].values():
         tasks = dag["tasks"]
@@ -193,8 +220,8 @@ def _ancestors(tasks: dict, task_id: str) -> set[str]:
 # ---------------------------------------------------------------------------------- docker-compose.yml
 
 ROOT = Path(__file__).resolve().parents[1]
-LONG_RUNNING = ("postgres", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-                "mlflow")
+LONG_RUNNING = ("postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                "airflow-triggerer", "airflow-worker", "mlflow")
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +241,9 @@ def test_compose_services_and_healthchecks(compose: dict) -> None:
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert dep in services, (name, dep)
             assert cond["condition"] in ("service_healthy", "service_completed_successfully"), (name, dep)
-    assert services["airflow-apiserver"]["ports"] == ["8080:8080"] and services["mlflow"]["ports"] == ["5000:5000"]
+    # published on the host's loopback only, as `ulm deploy` binds
+    assert services["airflow-apiserver"]["ports"] == ["127.0.0.1:8080:8080"]
+    assert services["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
 
 
 def test_compose_environment_matches_the_code(compose: dict) -> None:
@@ -224,7 +253,7 @@ def test_compose_environment_matches_the_code(compose: dict) -> None:
     airflow = [s for n, s in services.items() if n.startswith("airflow-")]
     env = airflow[0]["environment"]
     assert all(s["environment"] == env for s in airflow)  # one shared definition
-    assert env["AIRFLOW__CORE__EXECUTOR"].endswith("LocalExecutor}")
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
     assert env["AIRFLOW__COSMOS__ENABLE_TELEMETRY"] == "False" and env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
     mounts = {v.split(":")[1]: v.split(":")[0] for v in airflow[0]["volumes"]}
@@ -246,7 +275,41 @@ def test_compose_environment_matches_the_code(compose: dict) -> None:
     entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
     assert 'DBT_ENV_SECRET_ULM_PII_KEY="${ULM_PII_KEY}"' in entrypoint and "dbt parse" in entrypoint
     # MLflow uses the second database of the shared Postgres, created by the init script
-    assert "/mlflow" in " ".join(services["mlflow"]["command"])
+    assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].endswith("/mlflow")
     assert "CREATE DATABASE mlflow" in (ROOT / "docker" / "postgres-init.sql").read_text()
+    # no secret has a default: compose refuses to start without each one (`${NAME:?...}`)
+    for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "ULM_PII_KEY", "ULM_DEPLOY_ADMIN_PASSWORD"):
+        assert env[key].startswith("${" + key + ":?"), key
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "uv sync --frozen" in dockerfile and "docker/entrypoint.sh" in dockerfile
+
+
+def test_compose_runs_what_ulm_deploy_runs(compose: dict, monkeypatch, tmp_path) -> None:
+    """Same settings and same commands as `ulm deploy up` (ulm/orchestration/deploy.py), container names aside."""
+    from ulm.orchestration import deploy
+
+    monkeypatch.setenv("ULM_DATA_DIR", str(tmp_path))
+    lay = deploy.layout()
+    sec = {n: "x" for n in deploy.SECRET_NAMES}
+    ours = deploy.deploy_env(lay, sec)
+    env = compose["services"]["airflow-scheduler"]["environment"]
+    same = ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT", "ULM_DBT_EXECUTION_MODE",
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY")
+    assert {k: str(env[k]) for k in same} == {k: ours[k] for k in same}
+    assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == ours[
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]
+    for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND", "AIRFLOW__CELERY__BROKER_URL"):
+        assert env[key].split("://")[0] == ours[key].split("://")[0], key  # same drivers
+    commands = deploy._airflow_commands(lay)
+    by_service = {"api-server": "airflow-apiserver", "scheduler": "airflow-scheduler",
+                  "dag-processor": "airflow-dag-processor", "triggerer": "airflow-triggerer",
+                  "worker": "airflow-worker"}
+    for name, service in by_service.items():
+        theirs = compose["services"][service]["command"]
+        flags = [a for a in commands[name][1:] if a.startswith("-")]
+        assert theirs[0] == "airflow" and theirs[1] == commands[name][1], name
+        assert [a for a in theirs if a.startswith("-")] == flags, name
+    mlflow = compose["services"]["mlflow"]["command"]
+    assert [a for a in mlflow if a.startswith("--")] == [a for a in deploy.mlflow_command(lay, sec) if a.startswith("--")]

@@ -32,7 +32,8 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)],
         force=True,
     )
-    for noisy in ("great_expectations", "matplotlib", "alembic", "urllib3", "httpx"):
+    for noisy in ("great_expectations", "matplotlib", "alembic", "urllib3", "httpx", "mlflow", "arviz", "pymc",
+                  "pytensor"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -267,8 +268,24 @@ def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds, report_file):
         _write_report(report_file, {**exc.result, "error": str(exc)})
         raise
     _write_report(report_file, res)
-    _print_summary(f"ulm run {as_of}", {d: f"{r['state']} in {r.get('seconds', 0):.0f} s"
-                                        for d, r in res["dags"].items()})
+    _print_run(f"ulm run {as_of}", res)
+
+
+def _print_run(title: str, res: dict) -> None:
+    """Each DAG: state, wall-clock start/end and seconds, run id, every skipped task and why; where the logs are."""
+    from ulm.orchestration.runner import skipped_tasks
+
+    click.secho(title, bold=True)
+    for dag_id, r in res["dags"].items():
+        click.echo(f"  {dag_id}: {r['state']} in {r.get('seconds', 0):.0f} s "
+                   f"({r.get('started_at', '?')} .. {r.get('ended_at', '?')}, run {r.get('run_id')})")
+        for task, why in skipped_tasks(r).items():
+            click.echo(f"    {task} skipped: {why}")
+    first = next(iter(res["dags"].values()), {})
+    if first.get("log"):
+        click.echo(f"  log: {first['log']} (per task: the Airflow UI, `ulm ui`)")
+    click.echo("  DAGs stay paused here: `ulm run` / `ulm backfill` are the scheduler of this in-process store; "
+               "`ulm deploy up` runs them on their schedules")
 
 
 @main.command()
@@ -285,7 +302,8 @@ def backfill(ctx, start, end, landing_dir, no_ml, wait_seconds):
     from ulm.privacy.keys import ensure_local_pii_key
 
     ensure_local_pii_key()
-    res = run_backfill(start, end, _context(ctx, landing_dir=landing_dir), ml=not no_ml, wait_seconds=wait_seconds)
+    res = run_backfill(start, end, _context(ctx, landing_dir=landing_dir), ml=not no_ml, wait_seconds=wait_seconds,
+                       progress=lambda line: click.echo(line))
     _print_summary(f"backfill {start}..{end}", {"days": res["days"], "seconds": res["seconds"]})
 
 
@@ -320,8 +338,10 @@ def train(ctx, as_of, tasks, wait_seconds):
 
     with _writer(ctx, f"ulm train --as-of {as_of}", wait_seconds):
         results = run_train(as_of=as_of, warehouse=ctx.obj["warehouse"], tasks=tuple(tasks) or ("churn", "ltv"))
-    _print_summary(f"trained as of {as_of}", {t: getattr(r.get("decision"), "reason", r.get("decision"))
-                                              for t, r in results.items()})
+    # the decision lines were logged once each by ulm.ml; the summary names the runs and versions
+    _print_summary(f"trained as of {as_of}", {
+        t: f"{r.get('run_name')} ({getattr(r.get('decision'), 'model_name', '?')} "
+           f"v{getattr(r.get('decision'), 'version', '?')})" for t, r in results.items()})
 
 
 @main.command()
@@ -332,7 +352,8 @@ def train(ctx, as_of, tasks, wait_seconds):
 @click.pass_context
 @friendly_errors
 def score(ctx, as_of, truth_dir, wait_seconds):
-    """Score every person with the champion models (models:/ulm_churn@champion, models:/ulm_ltv@champion)."""
+    """Score the day's population (analytics consent, active in the last 90 days) with the champion models
+    (models:/ulm_churn@champion, models:/ulm_ltv@champion); the summary counts who was not scored and why."""
     from ulm.ml.score import score as run_score
 
     with _writer(ctx, f"ulm score --as-of {as_of}", wait_seconds):
@@ -428,5 +449,6 @@ def _fmt(v) -> str:
 
 
 from ulm.cli import dashboard as _dashboard  # noqa: E402,F401  (registers `ulm dashboard` on main)
+from ulm.cli import deploy as _deploy  # noqa: E402,F401  (registers `ulm deploy` on main)
 from ulm.cli import docs as _docs  # noqa: E402,F401  (registers `ulm docs` on main)
 from ulm.cli import keys as _keys  # noqa: E402,F401  (registers `ulm rotate-key` on main)

@@ -37,12 +37,23 @@ ENV_VARS: dict[str, str] = {
                            "old PII key before `ulm rotate-key` (docs/PRIVACY.md#key-rotation)",
     "ULM_PARAMS": "JSON object overriding parameters of vars.ulm, read by Python and dbt alike",
     "ULM_DBT_THREADS": "dbt threads (default 2)",
-    "ULM_DBT_EXECUTION_MODE": "Cosmos execution mode of the daily DAG: watcher (default) or local",
+    "ULM_DBT_EXECUTION_MODE": "dbt in the daily DAG: build (default: one task, per-model Asset events), watcher (Cosmos: a sensor task per model) or local",
     "ULM_DBT_INVOCATION_MODE": "how Cosmos calls dbt: subprocess (default) or dbt_runner",
     "ULM_DAG_START_DATE": "start date of the DAGs (default 2025-01-01)",
     "ULM_DAG_CATCHUP": "true: the scheduler catches up missed days (default false)",
     "ULM_ML_THREADS": "LightGBM training threads (default 1)",
     "ULM_ML_PREDICT_THREADS": "LightGBM prediction threads for large frames (default: all cores)",
+    "ULM_DAG_SCHEDULE": "daily (default): the DAGs' crons run them; manual: only triggers and publishes do",
+    "ULM_TASK_RETRY_DELAY_SECONDS": "first retry delay of a failed DAG task (default 120, then exponential)",
+    "ULM_DEPLOY_HOST": "address `ulm deploy` binds the Airflow and MLflow UIs to (default 127.0.0.1)",
+    "ULM_DEPLOY_PG_PORT": "PostgreSQL port of `ulm deploy` (default 15432; always 127.0.0.1)",
+    "ULM_DEPLOY_REDIS_PORT": "Redis port of `ulm deploy` (default 16379; always 127.0.0.1)",
+    "ULM_DEPLOY_AIRFLOW_PORT": "Airflow api-server port of `ulm deploy` (default 8080)",
+    "ULM_DEPLOY_MLFLOW_PORT": "MLflow server port of `ulm deploy` (default 5000)",
+    "ULM_DEPLOY_WORKER_CONCURRENCY": "task slots of the Celery worker of `ulm deploy` (default 4)",
+    "ULM_DEPLOY_PG_PASSWORD": "secret: PostgreSQL password of `ulm deploy` (default: generated into deploy/secrets.env)",
+    "ULM_DEPLOY_REDIS_PASSWORD": "secret: Redis password of `ulm deploy` (default: generated)",
+    "ULM_DEPLOY_ADMIN_PASSWORD": "secret: password of the Airflow user admin of `ulm deploy` (default: generated)",
     "ULM_DEBUG": "1: print tracebacks instead of one-line errors",
     "ULM_BENCH_KEEP": "1: keep the benchmark work directory",
     # set by the in-process runner for its child (not for users)
@@ -87,6 +98,8 @@ class Settings:
     dbt_invocation_mode: str
     dag_start_date: date
     dag_catchup: bool
+    dag_schedule: str
+    task_retry_delay_seconds: int
     ml_threads: int
     ml_predict_threads: int
     debug: bool
@@ -119,25 +132,54 @@ def settings() -> Settings:
     warehouse = Path(_env("ULM_WAREHOUSE") or data / "warehouse.duckdb").resolve()
     landing = Path(_env("ULM_LANDING_DIR") or data / "landing").resolve()
     events = _env("ULM_TASK_EVENTS")
-    mode = (_env("ULM_DBT_EXECUTION_MODE", "watcher") or "watcher").lower()
+    mode = (_env("ULM_DBT_EXECUTION_MODE", "build") or "build").lower()
     invocation = (_env("ULM_DBT_INVOCATION_MODE", "subprocess") or "subprocess").lower()
-    if mode not in ("watcher", "local"):
-        raise UlmError(f"environment variable ULM_DBT_EXECUTION_MODE={mode!r}: use watcher or local")
+    if mode not in ("watcher", "build", "local"):
+        raise UlmError(f"environment variable ULM_DBT_EXECUTION_MODE={mode!r}: use watcher, build or local")
     if invocation not in ("subprocess", "dbt_runner"):
         raise UlmError(f"environment variable ULM_DBT_INVOCATION_MODE={invocation!r}: use subprocess or dbt_runner")
     try:
         start = date.fromisoformat(_env("ULM_DAG_START_DATE", "2025-01-01") or "2025-01-01")
     except ValueError:
         raise UlmError("environment variable ULM_DAG_START_DATE: not a date in YYYY-MM-DD form") from None
+    schedule = (_env("ULM_DAG_SCHEDULE", "daily") or "daily").lower()
+    if schedule not in ("daily", "manual"):
+        raise UlmError(f"environment variable ULM_DAG_SCHEDULE={schedule!r}: use daily or manual")
     return Settings(
         home=home, data_dir=data, warehouse=warehouse, landing_dir=landing,
         dbt_threads=_int("ULM_DBT_THREADS", 2), dbt_execution_mode=mode, dbt_invocation_mode=invocation,
-        dag_start_date=start, dag_catchup=_flag("ULM_DAG_CATCHUP"),
+        dag_start_date=start, dag_catchup=_flag("ULM_DAG_CATCHUP"), dag_schedule=schedule,
+        task_retry_delay_seconds=_int("ULM_TASK_RETRY_DELAY_SECONDS", 120),
         ml_threads=_int("ULM_ML_THREADS", 1), ml_predict_threads=_int("ULM_ML_PREDICT_THREADS", os.cpu_count() or 1),
         debug=_flag("ULM_DEBUG"), bench_keep=_flag("ULM_BENCH_KEEP"),
         sequential_tasks=_flag("ULM_SEQUENTIAL_TASKS"), task_events=Path(events) if events else None,
         mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
     )
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """Where `ulm deploy` listens and how big its worker is (``ULM_DEPLOY_*``)."""
+
+    host: str
+    pg_port: int
+    redis_port: int
+    airflow_port: int
+    mlflow_port: int
+    worker_concurrency: int
+
+
+def deploy_settings() -> DeploySettings:
+    return DeploySettings(host=_env("ULM_DEPLOY_HOST", "127.0.0.1") or "127.0.0.1",
+                          pg_port=_int("ULM_DEPLOY_PG_PORT", 15432), redis_port=_int("ULM_DEPLOY_REDIS_PORT", 16379),
+                          airflow_port=_int("ULM_DEPLOY_AIRFLOW_PORT", 8080),
+                          mlflow_port=_int("ULM_DEPLOY_MLFLOW_PORT", 5000),
+                          worker_concurrency=_int("ULM_DEPLOY_WORKER_CONCURRENCY", 4))
+
+
+def secret(name: str) -> str | None:
+    """A secret from the environment (deployment passwords, Fernet key, JWT secret); None when unset."""
+    return _env(name)
 
 
 # ------------------------------------------------------------------------------------------------ paths

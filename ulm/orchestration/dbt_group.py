@@ -1,9 +1,15 @@
-"""The dbt part of the daily DAG: one Cosmos task group building every model into the audit schemas.
+"""The dbt part of the daily DAG: every model built into the audit schemas (``ULM_DBT_EXECUTION_MODE``).
 
-WATCHER mode (the default, ``ULM_DBT_EXECUTION_MODE``): ONE ``dbt build`` (the producer, pool ``ulm_duckdb``,
-never retried) writes DuckDB, and every model is a sensor task in the UI that reads the producer's per-model
-results. The run context reaches dbt exactly as in ``ulm build``: as the environment of
-``RunContext.dbt_env``, here rendered from the ``context`` task's XCom.
+* ``watcher``: a Cosmos task group. ONE ``dbt build`` (the producer, pool ``ulm_duckdb``,
+  never retried) writes DuckDB, and every model is a sensor task in the UI that reads the producer's per-model
+  results. The run context reaches dbt exactly as in ``ulm build``: as the environment of ``RunContext.dbt_env``,
+  here rendered from the ``context`` task's XCom.
+* ``build`` (the default, in-process and in ``ulm deploy``): ONE task ``dbt_audit.dbt_build`` runs the same build as
+  ``ulm build`` (retried when its worker dies: the audit schemas are rebuilt from raw, so a rerun is safe); each
+  model is an outlet Asset (``dbt://ulm/model/<name>``) that receives an event per successful build carrying
+  status, seconds and rows, so the Assets view and the graph show every model. With a real executor each task
+  is a process on a worker (~5 s of start-up on 2 cores): 100 sensor tasks cost minutes a day, one task costs one.
+* ``local``: Cosmos runs dbt once per model task (slow; for debugging one model).
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from ulm.orchestration.airflow_env import POOL, dbt_manifest_path
 from ulm.orchestration.tasks import context_field
 
 GROUP_ID = "dbt_audit"
+BUILD_TASK_ID = "dbt_build"
 
 
 def dbt_env_template() -> dict[str, str]:
@@ -20,8 +27,66 @@ def dbt_env_template() -> dict[str, str]:
     return {env: context_field(name) for name, env in DBT_CONTEXT_ENV.items()}
 
 
-def dbt_audit_group():
-    """Cosmos task group building every model into the audit schemas (see docs/ORCHESTRATION.md)."""
+def model_assets() -> dict[str, object]:
+    """One Asset per dbt model of the manifest (name -> Asset), the outlets of the ``build`` task."""
+    import json
+
+    from airflow.sdk import Asset
+
+    manifest = dbt_manifest_path(_settings.settings().data_dir)
+    if not manifest.exists():
+        return {}
+    nodes = json.loads(manifest.read_text(encoding="utf-8"))["nodes"].values()
+    return {n["name"]: Asset(name=f"dbt.ulm.{n['name']}", uri=f"dbt://ulm/model/{n['name']}", group="dbt")
+            for n in sorted(nodes, key=lambda n: n["name"]) if n["resource_type"] == "model"}
+
+
+def dbt_build_group(run):
+    """Task group ``dbt_audit`` with the single task ``dbt_build`` (mode ``build``, see the module docstring)."""
+    from airflow.sdk import TaskGroup, task
+
+    from ulm.core.context import RunContext
+    from ulm.orchestration.tasks import user_errors_fail_fast
+
+    assets = model_assets()
+
+    with TaskGroup(group_id=GROUP_ID, tooltip="dbt build into the audit schemas") as group:
+        @task(task_id=BUILD_TASK_ID, pool=POOL, outlets=list(assets.values()),
+              doc_md="`dbt build` of every model and data test into the audit schemas (as `ulm build`); one "
+                     "Asset event per model built, with status, seconds and rows.")
+        @user_errors_fail_fast
+        def dbt_build(run: dict, **context) -> dict:
+            from ulm.transform.dbt import build, summary_lines
+
+            res = build(RunContext.from_dict(run), progress=True)
+            for line in summary_lines(res, slowest=10):
+                print(line)
+            for node in res["nodes"]:  # the per-model table, in the task's log
+                print(f"{node['resource_type'].split('.')[-1].lower():<10} {node['name']:<60} {node['status']:<8} "
+                      f"{node['execution_time']:7.2f} s  rows {node['rows_affected'] if node['rows_affected'] is not None else '-'}")
+            for node in res["nodes"]:
+                asset = assets.get(node["name"]) if node["resource_type"].endswith("model") else None
+                if asset is not None:
+                    context["outlet_events"][asset].extra = {
+                        "status": node["status"], "seconds": round(node["execution_time"], 3),
+                        "rows_affected": node["rows_affected"], "as_of": run["as_of"], "run_id": run["run_id"]}
+            return {"as_of": res["as_of"], "elapsed_s": res["elapsed_s"], "models": len(res["model_timings"]),
+                    "nodes": len(res["nodes"])}
+
+        dbt_build(run)
+    return group
+
+
+def dbt_audit_group(run=None):
+    """The dbt part of the daily DAG in the configured mode (see the module docstring, docs/ORCHESTRATION.md);
+    ``run`` is the ``context`` task's output (mode ``build`` reads it; Cosmos renders it from XCom)."""
+    if _settings.settings().dbt_execution_mode == "build":
+        return dbt_build_group(run)
+    return _cosmos_group()
+
+
+def _cosmos_group():
+    """Cosmos task group building every model into the audit schemas (modes ``watcher`` and ``local``)."""
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 

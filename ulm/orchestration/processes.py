@@ -48,8 +48,8 @@ def spawn(cmd: list[str], env: dict[str, str], log_file: Path) -> subprocess.Pop
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """``preexec_fn`` of a child process: the kernel sends it SIGTERM when its parent dies (Linux), so a
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """``preexec_fn`` of a child process: the kernel sends it ``sig`` when its parent dies (Linux), so a
     ``kill -9`` of the ULM command does not leave the child writing the warehouse on its own."""
     import ctypes
 
@@ -57,9 +57,9 @@ def die_with_parent() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:  # not Linux: the parent's signal handlers and finally-blocks still stop the child
         return
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(PR_SET_PDEATHSIG, sig)
     if os.getppid() == 1:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), sig)
 
 
 def kill_descendants(timeout: float = 5.0) -> None:

@@ -70,27 +70,65 @@ def run(ctx: RunContext, *, ml: bool = True, train: bool | None = None, wait_sec
 
 
 def backfill(start: date, end: date, ctx: RunContext, *, ml: bool = True, train: bool | None = None,
-             wait_seconds: float = 0.0) -> dict:
-    """Run every business day from ``start`` to ``end`` (inclusive) in order; stop at the first failure."""
+             wait_seconds: float = 0.0, progress=None) -> dict:
+    """Run every business day from ``start`` to ``end`` (inclusive) in order; stop at the first failure.
+
+    ``progress(line)`` (default: the log) gets "day N of M: <day>" before each day and its result, its seconds and
+    the estimated time left after it.
+    """
     if end < start:
         raise UlmError(f"backfill: END {end} is before START {start}")
+    say = progress or log.info
     t0 = time.perf_counter()
+    total = (end - start).days + 1
     days: dict[str, Any] = {}
     with write_lock(ctx.warehouse, f"ulm backfill {start} {end}", wait_seconds):
-        day = start
-        while day <= end:
-            log.info("backfill day %d of %d: %s", (day - start).days + 1, (end - start).days + 1, day)
+        for n in range(1, total + 1):
+            day = start + timedelta(days=n - 1)
+            say(f"day {n} of {total}: {day}")
+            t_day = time.perf_counter()
             try:
-                days[day.isoformat()] = _run_locked(ctx.with_(as_of=day), ml, train, dag_start=start)
+                days[day.isoformat()] = res = _run_locked(ctx.with_(as_of=day), ml, train, dag_start=start)
             except RunFailed as exc:
                 days[day.isoformat()] = exc.result
-                raise RunFailed(f"backfill stopped at {day} ({len(days) - 1} day(s) done): {exc}",
+                say(f"day {n} of {total}: {day} failed after {time.perf_counter() - t_day:.0f} s")
+                raise RunFailed(f"backfill stopped at {day} ({n - 1} day(s) done): {exc}",
                                 {"start": start.isoformat(), "end": end.isoformat(), "runs": days}) from None
             except UlmError as exc:
-                raise UlmError(f"backfill stopped at {day} ({len(days)} day(s) done): {exc}") from None
-            day += timedelta(days=1)
+                raise UlmError(f"backfill stopped at {day} ({n - 1} day(s) done): {exc}") from None
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / n * (total - n)
+            say(f"day {n} of {total}: {day} {run_line(res)}"
+                + (f"; about {_duration(eta)} left" if n < total else f"; backfill done in {_duration(elapsed)}"))
     return {"start": start.isoformat(), "end": end.isoformat(), "days": len(days),
             "seconds": round(time.perf_counter() - t0, 3), "runs": days}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_line(result: dict) -> str:
+    """One line per run: each DAG's state and seconds, and every skipped task with its reason."""
+    parts = []
+    for dag_id, res in result.get("dags", {}).items():
+        text = f"{dag_id} {res['state']} in {res.get('seconds', 0):.0f} s"
+        skips = skipped_tasks(res)
+        if skips:
+            text += " (" + "; ".join(f"{task} skipped: {why}" for task, why in skips.items()) + ")"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def skipped_tasks(res: dict) -> dict[str, str]:
+    """Each skipped task of a DAG run and why (the reason the task gave, else Airflow's trigger rule)."""
+    reasons = {e["task_id"]: e["reason"] for e in res.get("skips", [])}
+    return {task: reasons.get(task, "upstream skipped or not needed (trigger rule)")
+            for task, state in res.get("tasks", {}).items() if state == "skipped"}
 
 
 def _run_locked(ctx: RunContext, ml: bool, train: bool | None, dag_start: date | None = None) -> dict:
@@ -153,7 +191,7 @@ def _run_child(plan: list[dict], as_of: date, env: dict[str, str]) -> dict:
                                     preexec_fn=die_with_parent)
             try:
                 with sigterm_as_interrupt():
-                    _stream(proc, fh)
+                    _stream(proc, fh, TaskLogSplitter(Path(env["AIRFLOW_HOME"]) / "logs"))
             finally:
                 if proc.poll() is None:  # interrupted or killed: never leave the child writing
                     stop(proc)
@@ -170,14 +208,69 @@ def _run_child(plan: list[dict], as_of: date, env: dict[str, str]) -> dict:
     return results
 
 
-def _stream(proc: subprocess.Popen, fh) -> None:
-    marker = "[DAG TEST] starting task_id="
+_START = "[DAG TEST] starting task_id="
+_RUNNING = "[DAG TEST] running task <TaskInstance: "
+_END = "[DAG TEST] end task task_id="
+
+
+class TaskLogSplitter:
+    """Copies each task's lines of a ``dag.test`` run into the file Airflow's UI reads for that task try
+    (``<AIRFLOW_HOME>/logs/dag_id=D/run_id=R/task_id=T/attempt=N.log``), so the grid's log tab shows it."""
+
+    def __init__(self, log_root: Path):
+        self.log_root = log_root
+        self.task: str | None = None
+        self.map_index = -1
+        self.lines: list[str] = []
+        self.target: Path | None = None
+        self.attempts: dict[tuple, int] = {}
+        self.written: list[Path] = []
+
+    def feed(self, line: str) -> None:
+        if _START in line:
+            self._flush()
+            rest = line.split(_START, 1)[1].split()
+            self.task = rest[0]
+            self.map_index = int(rest[1].split("=", 1)[1]) if len(rest) > 1 and "=" in rest[1] else -1
+            self.lines, self.target = [line], None
+            return
+        if self.task is None:
+            return
+        self.lines.append(line)
+        if self.target is None and _RUNNING in line:  # "<TaskInstance: dag.task run_id [state]>"
+            ident = line.split(_RUNNING, 1)[1].split()
+            dag_id = ident[0][: -len(self.task) - 1] if ident[0].endswith("." + self.task) else ident[0]
+            key = (dag_id, ident[1], self.task, self.map_index)
+            self.attempts[key] = self.attempts.get(key, 0) + 1
+            folder = self.log_root / f"dag_id={dag_id}" / f"run_id={ident[1]}" / f"task_id={self.task}"
+            if self.map_index >= 0:
+                folder = folder / f"map_index={self.map_index}"
+            self.target = folder / f"attempt={self.attempts[key]}.log"
+        if _END in line:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.target is not None and self.lines:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self.target.write_text("".join(self.lines), encoding="utf-8")
+            self.written.append(self.target)
+        self.task, self.lines, self.target = None, [], None
+
+    def close(self) -> None:
+        self._flush()
+
+
+def _stream(proc: subprocess.Popen, fh, splitter: TaskLogSplitter | None = None) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         fh.write(line)
-        if marker in line:
-            log.info("task %s", line.split(marker, 1)[1].split()[0])
+        if splitter is not None:
+            splitter.feed(line)
+        if _START in line:
+            log.info("task %s", line.split(_START, 1)[1].split()[0])
     proc.wait()
+    if splitter is not None:
+        splitter.close()
 
 
 def _read_events(path: Path) -> list[dict]:

@@ -71,13 +71,25 @@ def on_task_failure(context: dict[str, Any]) -> None:
 
 
 def on_task_skipped(context: dict[str, Any]) -> None:
-    _record("skipped", context, _one_line(context.get("exception")))
+    """A task skipped by Airflow (trigger rules); tasks that skip themselves record their reason in :func:`skip`."""
+    if context.get("exception") is not None:
+        _record("skipped", context, _one_line(context.get("exception")))
+
+
+def skip(reason: str) -> None:
+    """Skip the running task with ``reason``: in its log, the Airflow UI, and the summary of ``ulm run``."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    log.info("skipping: %s", reason)
+    _record("skipped", dict(get_current_context()), reason)
+    raise AirflowSkipException(reason)
 
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "ulm",
     "retries": 2,
-    "retry_delay": timedelta(minutes=2),
+    "retry_delay": timedelta(seconds=_settings.settings().task_retry_delay_seconds),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=15),
     "execution_timeout": timedelta(hours=6),
@@ -92,17 +104,40 @@ def dag_settings() -> dict[str, Any]:
     return {"start_date": datetime.combine(s.dag_start_date, datetime.min.time()), "catchup": s.dag_catchup}
 
 
+def scheduled() -> bool:
+    """``ULM_DAG_SCHEDULE=daily`` (default): the daily cron and the weekly training cron run the DAGs;
+    ``manual``: runs come only from triggers (REST API, UI, an external scheduler) and, for ``ulm_ml``, publishes."""
+    return _settings.settings().dag_schedule == "daily"
+
+
+def _die_with_supervisor() -> None:
+    """With a real executor the task runs in its own process group under Airflow's supervisor on a worker. When the
+    worker dies (OOM, kill -9), the task process would live on, writing DuckDB beside its own retry: the kernel
+    kills it with its supervisor instead (the warehouse is transactional, a killed writer leaves no partial state).
+    Under ``ulm run`` the task runs in the runner's child, which handles its parent's death itself."""
+    if _settings.settings().sequential_tasks:
+        return
+    import signal
+
+    from ulm.orchestration.processes import die_with_parent
+
+    die_with_parent(signal.SIGKILL)
+
+
 def user_errors_fail_fast(fn: Callable) -> Callable:
-    """Expected failures (contract, gate, lock) fail the task at once; anything else may be retried."""
+    """Expected failures (contract, gate, lock) fail the task at once; anything else may be retried. The return
+    value (the task's XCom) is made strict JSON (:func:`_jsonable`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from airflow.sdk.exceptions import AirflowFailException
 
+        _die_with_supervisor()
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
         except UlmError as exc:
             raise AirflowFailException(_one_line(exc)) from exc
+        return None if out is None else _jsonable(out)
 
     return wrapper
 
@@ -123,10 +158,23 @@ def run_context(context: dict[str, Any], schema_prefix: str = "") -> RunContext:
         as_of = date.fromisoformat(str(explicit))
     else:
         logical = context.get("logical_date") or (context.get("dag_run") and context["dag_run"].logical_date)
-        if logical is None:
+        published = _published_as_of(context)
+        if logical is None and published is None:
             raise UlmError("this run has no logical date: trigger it with the param as_of=YYYY-MM-DD")
-        as_of = logical.astimezone(ZoneInfo(BUSINESS_TZ)).date()
+        as_of = published or logical.astimezone(ZoneInfo(BUSINESS_TZ)).date()
     return RunContext.create(as_of=as_of, schema_prefix=schema_prefix, run_id=str(context["run_id"]))
+
+
+def _published_as_of(context: dict[str, Any]):
+    """An asset-triggered run (``ulm_ml`` after a publish) covers the newest as-of day among the publish events
+    that triggered it (several publishes may be folded into one run); None for other runs."""
+    from datetime import date
+
+    events = context.get("triggering_asset_events") or {}
+    days = [str((getattr(ev, "extra", None) or {}).get("as_of") or "")
+            for evs in events.values() for ev in evs]
+    days = [date.fromisoformat(d) for d in days if d]
+    return max(days) if days else None
 
 
 def _ctx(run: dict) -> RunContext:
@@ -234,17 +282,21 @@ def publish(run: dict) -> dict:
 @task(pool=POOL, outlets=[MARTS_ASSET],
       doc_md="Audience files per rule (holdout excluded) under data/exports/<as_of>/; emits the Asset.")
 @user_errors_fail_fast
-def export_audiences(run: dict) -> dict:
+def export_audiences(run: dict, **context) -> dict:
     from ulm.transform.exports import export_audiences as run_export
 
-    return run_export(_ctx(run))
+    out = run_export(_ctx(run))
+    # the ML run this publish triggers reads its as-of day from the event (asset runs have no logical date)
+    context["outlet_events"][MARTS_ASSET].extra = {"as_of": run["as_of"], "run_id": run.get("run_id")}
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- ML DAG
 
 def _jsonable(value):
-    """XCom-safe copy of an entry point's summary (dates, paths, numpy numbers as strings)."""
-    return json.loads(json.dumps(value, default=str))
+    """XCom-safe copy of an entry point's summary (dates, paths, numpy numbers as strings, NaN as null)."""
+    # NaN and infinities become null: XCom travels as strict JSON through the API server of a deployment
+    return json.loads(json.dumps(value, default=str), parse_constant=lambda _: None)
 
 
 def _should_train(context: dict[str, Any]) -> tuple[bool, str]:
@@ -253,6 +305,9 @@ def _should_train(context: dict[str, Any]) -> tuple[bool, str]:
         return bool(explicit), f"param train={explicit}"
     run_type = str(getattr(context.get("dag_run"), "run_type", "")).lower()
     if "asset" in run_type:
+        missing = _missing_champions()
+        if missing:
+            return True, f"asset-triggered run and no @champion yet for {', '.join(missing)}"
         return False, "asset-triggered run: scoring only (training runs on the weekly schedule)"
     return True, f"{run_type or 'manual'} run"
 
@@ -278,28 +333,25 @@ def _missing_champions() -> list[str]:
                         "challenger/champion (ulm.ml.train). Skipped on asset-triggered runs.")
 @user_errors_fail_fast
 def train(run: dict, **context) -> dict:
-    from airflow.sdk.exceptions import AirflowSkipException
-
     from ulm.ml.train import train as run_train
 
     wanted, why = _should_train(context)
     if not wanted:
-        raise AirflowSkipException(f"training not scheduled for this run ({why})")
+        skip(f"training not scheduled for this run ({why})")
     ctx = _ctx(run)
     return _jsonable(run_train(as_of=ctx.require_as_of(), warehouse=ctx.warehouse))
 
 
 @task(pool=POOL, trigger_rule="none_failed",
-      doc_md="Score every person with the @champion models into the warehouse (ulm.ml.score).")
+      doc_md="Score the day's population (analytics consent, active in the last 90 days) with the @champion "
+             "models into ml.scores (ulm.ml.score); dim_persons.unscored_reason says why the others have no score.")
 @user_errors_fail_fast
 def score(run: dict) -> dict:
-    from airflow.sdk.exceptions import AirflowSkipException
-
     from ulm.ml.score import score as run_score
 
     missing = _missing_champions()
     if missing:
-        raise AirflowSkipException(f"no @champion model yet for {', '.join(missing)}: nothing to score "
+        skip(f"no @champion model yet for {', '.join(missing)}: nothing to score "
                                    "until a training run promotes one (param train=true)")
     ctx = _ctx(run)
     return _jsonable(run_score(as_of=ctx.require_as_of(), warehouse=ctx.warehouse))
