@@ -141,7 +141,7 @@ def _stages(scale: str, work: Path, ulm: list[str]) -> list[tuple[str, list[str]
     stages = [
         ("generate", ulm + ["generate", "--out", str(landing), "--persons", str(s["persons"]),
                             "--days", str(s["days"]), "--end-date", as_of, "--truth", str(work / "truth")], None),
-        ("ingest", ulm + ["ingest", str(landing)], None),
+        *_ingest_stages(work, landing, day_before),
     ]
     stages += [
         # --dev: dbt alone (no gates, no publish), the reference the DAG's overhead is measured against
@@ -185,6 +185,162 @@ def _stages(scale: str, work: Path, ulm: list[str]) -> list[tuple[str, list[str]
     return stages
 
 
+# --------------------------------------------------------------------------- ingest: the plain-DuckDB yardstick
+
+INGEST_FIRST = "ingest (first load: all but the last day)"
+INGEST_DAILY = "ingest (one daily load)"
+INGEST_REF = "ingest reference: plain DuckDB, same checks, same files (first load)"
+
+
+def _ref_value(src: str, src_type: str) -> str:
+    """A source value with empty text as NULL (typed Parquet columns are used as they are)."""
+    return f"NULLIF({src}, '')" if src_type == "VARCHAR" else src
+
+
+def _ref_typed(col, v: str, src_type: str) -> str:
+    """Hand-written parse of one (normalized) source value to its contract type; NULL when it does not parse."""
+    from ulm.core.contract import DUCKDB_TYPES
+
+    target = DUCKDB_TYPES[col.type]
+    if src_type == target:
+        return v
+    if col.type == "timestamp":
+        return f"CAST(timezone('UTC', TRY_CAST({v} AS TIMESTAMPTZ)) AS TIMESTAMP)"
+    if col.type == "json":
+        return f"CASE WHEN json_valid({v}) THEN {v} END"
+    return f"TRY_CAST({v} AS {target})"
+
+
+def reference_ingest(landing_dir: Path, warehouse: Path, until: date | None = None) -> dict:
+    """What a plain DuckDB load of the same landing files with the same checks costs: per table one
+    ``read_parquet`` over the file list (``union_by_name``), parse + first failing reason code (required, type,
+    enum, timestamp window, ranges, amount bound, row rules, unknown account) + the original row as JSON for the
+    rows that fail, duplicate keys (identical vs conflicting, the first row in file order stays: a window over the
+    keys that repeat), then accepted rows (with their source file), quarantine and a per-file reconciliation, all
+    in one transaction. No registry, orphans, versions, suppression or per-file invalid ratio: the yardstick for
+    ``ulm ingest``. Returns ``{"seconds", "events", "rows", "files"}`` (seconds measured inside the process)."""
+    import duckdb
+
+    from ulm.core import contract
+    from ulm.core.settings import param
+    from ulm.ingest.loader import discover, table_order
+
+    files, _ = discover(Path(landing_dir), until)
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(warehouse))
+    con.execute("SET TimeZone = 'UTC'")
+    lo = str(param("min_valid_timestamp"))
+    hi = f"now()::TIMESTAMP + INTERVAL {float(param('future_tolerance_hours'))} HOUR"
+    counts = {}
+    con.execute("BEGIN")
+    con.execute("CREATE TABLE ref_quarantine (table_name VARCHAR, source_file VARCHAR, row_number BIGINT, "
+                "reason_code VARCHAR, original_row VARCHAR)")
+    con.execute("CREATE TABLE ref_audit (table_name VARCHAR, source_file VARCHAR, rows_read BIGINT, "
+                "rows_accepted BIGINT, rows_quarantined BIGINT, rows_duplicate BIGINT)")
+    if not any(f.table == "users" for f in files):  # the foreign-key checks still need the table
+        con.execute("CREATE TABLE ref_users (user_id VARCHAR)")
+    for name in table_order():
+        paths = [str(f.path) for f in files if f.table == name and f.format == "parquet"]
+        if not paths:
+            continue
+        t = contract.TABLES[name]
+        have = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "
+                                f"read_parquet({paths!r}, union_by_name=true))").fetchall())
+        v = {c.name: f'"v_{c.name}"' for c in t.columns}
+        src = {c: f'"s_{c}"' for c in have}  # the file's columns, as read
+        norm = ", ".join(f'{_ref_value(src[c.name], have[c.name]) if c.name in have else "NULL"} AS {v[c.name]}'
+                         for c in t.columns)
+        typed = ", ".join(f'{_ref_typed(c, v[c.name], have.get(c.name, "VARCHAR"))} AS "{c.name}"' for c in t.columns)
+        whens = [f"WHEN {v[c.name]} IS NULL THEN 'missing_required'" for c in t.columns if c.required]
+        whens += [f'WHEN {v[c.name]} IS NOT NULL AND "{c.name}" IS NULL THEN \'bad_type\'' for c in t.columns]
+        whens += [f'WHEN "{c.name}" NOT IN ({", ".join(repr(e) for e in c.enum)}) THEN \'unknown_enum\''
+                  for c in t.columns if c.enum]
+        whens += [f'WHEN "{c.name}" < \'{lo}\' THEN \'timestamp_too_old\'' for c in t.columns
+                  if c.type in ("timestamp", "date")]
+        whens += [f'WHEN "{c.name}" > {hi} THEN \'timestamp_in_future\'' for c in t.columns
+                  if c.type in ("timestamp", "date")]
+        whens += [f'WHEN "{c.name}" < {c.min_value} OR "{c.name}" > {c.max_value if c.max_value is not None else "NULL"}'
+                  f" THEN 'out_of_range'" for c in t.columns if c.min_value is not None or c.max_value is not None]
+        whens += [f'WHEN "{c.name}" > {float(param(c.max_param))} THEN \'amount_out_of_range\''
+                  for c in t.columns if c.max_param]
+        whens += [f"WHEN NOT ({rule}) THEN 'constraint'" for tbl, _code, rule in contract.ROW_RULES if tbl == name]
+        whens += [f'WHEN "{col}" IS NOT NULL AND "{col}" NOT IN (SELECT user_id FROM ref_users) '
+                  f"THEN 'unknown_account'" for col in t.foreign_keys]
+        key = ", ".join(f'"{k}"' for k in t.key)
+        cols = ", ".join(f'"{c}"' for c in t.column_names)
+        orig = ", ".join(f'"{c}" := {src[c]}' for c in have)
+        reads = ", ".join(f'"{c}" AS {src[c]}' for c in have)
+        con.execute(f"""
+            CREATE TEMP TABLE s AS
+            WITH p AS (
+              SELECT CAST(file_index AS BIGINT) AS fi, file_row_number AS rn, {reads}
+              FROM read_parquet({paths!r}, union_by_name=true)
+            ), r AS (
+              SELECT *, CASE {" ".join(whens)} END AS reason FROM (SELECT n.*, {typed} FROM (SELECT *, {norm} FROM p) n)
+            )
+            SELECT fi, rn, {cols}, reason,
+                   CASE WHEN reason IS NOT NULL THEN CAST(to_json(struct_pack({orig})) AS VARCHAR) END AS original_row
+            FROM r""")
+        # duplicate keys among rows that would load: the first in file order stays, identical copies are
+        # duplicates, different content is a conflict (the window runs over the keys whose hash repeats only)
+        cand = "(reason IS NULL OR reason = 'unknown_account')"
+        con.execute(f"""
+            CREATE TEMP TABLE d AS
+            SELECT fi, rn, CASE WHEN hash({cols}) = first_value(hash({cols})) OVER w THEN 'duplicate'
+                                ELSE 'duplicate_key_conflict' END AS dup, row_number() OVER w AS n
+            FROM s WHERE {cand} AND hash({key}) IN (SELECT hash({key}) FROM s WHERE {cand} GROUP BY ALL
+                                                    HAVING count(*) > 1)
+            WINDOW w AS (PARTITION BY {key} ORDER BY fi, rn)""")
+        con.execute("UPDATE s SET reason = d.dup FROM d WHERE d.n > 1 AND s.fi = d.fi AND s.rn = d.rn")
+        con.execute("DROP TABLE d")
+        file_name = f"{paths!r}[fi + 1]"
+        con.execute(f"CREATE TABLE ref_{name} AS SELECT {cols}, {file_name} AS _source_file FROM s "
+                    f"WHERE reason IS NULL")
+        con.execute(f"""INSERT INTO ref_quarantine SELECT '{name}', {file_name}, rn, reason,
+                        coalesce(original_row, CAST(to_json(struct_pack({cols})) AS VARCHAR))
+                        FROM s WHERE reason <> 'duplicate'""")
+        con.execute(f"""INSERT INTO ref_audit SELECT '{name}', {file_name}, count(*), count(*) FILTER (reason IS NULL),
+                        count(*) FILTER (reason <> 'duplicate'), count(*) FILTER (reason = 'duplicate')
+                        FROM s GROUP BY fi""")
+        counts[name] = con.execute("SELECT count(*) FROM s").fetchone()[0]
+        con.execute("DROP TABLE s")
+    con.execute("COMMIT")
+    con.close()
+    return {"seconds": round(time.perf_counter() - t0, 3), "events": counts.get("events", 0),
+            "rows": sum(counts.values()), "files": len([f for f in files if f.format == "parquet"])}
+
+
+# One in-process ingest, timed inside the process (the stage's wall time adds interpreter start and imports);
+# argv: landing, warehouse, until ('' = all), JSON out
+_INGEST_SCRIPT = (
+    "import json, sys, time; from datetime import date; from pathlib import Path; "
+    "from ulm.ingest import ingest_dir; t = time.perf_counter(); "
+    "s = ingest_dir(Path(sys.argv[1]), Path(sys.argv[2]), until=date.fromisoformat(sys.argv[3]) if sys.argv[3] "
+    "else None, progress=False); sec = time.perf_counter() - t; tb = s['tables']; "
+    "Path(sys.argv[4]).write_text(json.dumps({'ingest_s': round(sec, 3), 'events': tb['events']['rows_read'], "
+    "'files': sum(v['files'] for v in tb.values()), 'rows': sum(v['rows_read'] for v in tb.values())}))")
+# the plain-DuckDB reference on the same files, into its own warehouse (removed afterwards)
+_REFERENCE_SCRIPT = (
+    "import json, sys; from datetime import date; from pathlib import Path; "
+    "from ulm.bench import reference_ingest; wh = Path(sys.argv[2]); "
+    "r = reference_ingest(Path(sys.argv[1]), wh, until=date.fromisoformat(sys.argv[3])); wh.unlink(); "
+    "Path(sys.argv[4]).write_text(json.dumps({'ingest_s': r['seconds'], 'events': r['events'], "
+    "'files': r['files'], 'rows': r['rows']}))")
+
+
+def _ingest_stages(work: Path, landing: Path, day_before: str) -> list[tuple[str, list[str], str | None]]:
+    """First load (every day but the last: one daily file per table and day), the plain-DuckDB reference on the
+    same files, then the last day as a daily load: each reports in-process seconds, events and files."""
+    py = [sys.executable, "-c"]
+    wh = str(work / "warehouse.duckdb")
+    return [
+        (INGEST_REF, py + [_REFERENCE_SCRIPT, str(landing), str(work / "reference.duckdb"), day_before,
+                           str(work / "ingest_reference.json")], "json"),
+        (INGEST_FIRST, py + [_INGEST_SCRIPT, str(landing), wh, day_before, str(work / "ingest_first.json")], "json"),
+        (INGEST_DAILY, py + [_INGEST_SCRIPT, str(landing), wh, "", str(work / "ingest_daily.json")], "json"),
+    ]
+
+
 def dbt_breakdown(run_results: Path, slowest: int = 5) -> dict:
     """Where a dbt invocation spent its time: dbt's own elapsed, summed model and test seconds, slowest models."""
     if not run_results.exists():
@@ -199,13 +355,14 @@ def dbt_breakdown(run_results: Path, slowest: int = 5) -> dict:
 
 
 def dag_breakdown(report: Path) -> dict:
-    """Seconds of the DAG run and of its dbt task group (producer + watcher sensors) from `ulm run --report`."""
+    """Seconds of the DAG run and of its dbt part from `ulm run --report`: the group (the one `dbt_build` task, or
+    Cosmos' producer + watcher sensors) and the task that ran dbt (`dbt_build` or the producer)."""
     if not report.exists():
         return {}
     dag = json.loads(report.read_text())["dags"].get("ulm_daily", {})
     secs = dag.get("task_seconds", {})
     dbt = sum(v for k, v in secs.items() if k.startswith("dbt_audit."))
-    producer = sum(v for k, v in secs.items() if k.endswith("dbt_producer_watcher"))
+    producer = sum(v for k, v in secs.items() if k.endswith(("dbt_producer_watcher", ".dbt_build")))
     gates = sum(v for k, v in secs.items() if k.startswith("gate"))
     return {"dag_s": dag.get("seconds"), "dbt_group_s": round(dbt, 1), "dbt_producer_s": round(producer, 1),
             "gates_s": round(gates, 1), "tasks": len(secs)}
@@ -293,8 +450,10 @@ def run_bench(scale: str = "all", out_md: Path | None = None, only: str | None =
             counts[sc] = _count_rows(work / "warehouse.duckdb")
             for r in results:
                 if r.scale == sc and counts[sc].get("events"):
-                    if r.stage in ("generate", "ingest"):
+                    if r.stage == "generate":
                         r.extra["events_per_s"] = round(counts[sc]["events"] / max(r.seconds, 1e-9))
+                    elif r.extra.get("ingest_s") and r.extra.get("events"):  # in-process time of the load
+                        r.extra["events_per_s"] = round(r.extra["events"] / r.extra["ingest_s"])
         finally:
             if not _settings.settings().bench_keep and workdir is None:
                 shutil.rmtree(work, ignore_errors=True)
@@ -398,6 +557,22 @@ def goal_lines(results: list[dict]) -> list[str]:
         n = sc.get("extra", {}).get("persons_scored", 0)
         row("scoring 1M persons < 60 s", f"{sc['seconds']:.0f} s for {n:,} persons", sc["seconds"] < 60 and n >= 10**6)
     for scale in ("small", "10m"):
+        ing = ingest_summary(results, scale)
+        if ing.get("first"):
+            first = ing["first"]
+            row(f"first ingest ({scale}: {first['files']:,} files, {first['events']:,} events) >= 1M events/s",
+                f"{first['events_per_s']:,} events/s", first["events_per_s"] >= 1_000_000)
+        if ing.get("first") and ing.get("reference"):
+            share = ing["reference"]["ingest_s"] / ing["first"]["ingest_s"]
+            row(f"first ingest >= 0.3x the speed of a plain DuckDB load with the same checks ({scale})",
+                f"{share:.2f}x (ULM {ing['first']['ingest_s']:.1f} s, reference {ing['reference']['ingest_s']:.1f} s; "
+                f"ULM / reference {1 / share:.2f})", share >= 0.3)
+        if ing.get("daily"):
+            daily = ing["daily"]
+            row(f"daily load fixed cost <= 2 s ({scale}: {daily['files']} files, {daily['rows']:,} rows)",
+                f"{daily['ingest_s']:.2f} s in the process ({daily['wall_s']:.1f} s wall with interpreter start)",
+                daily["ingest_s"] <= 2)
+    for scale in ("small", "10m"):
         for label, dag_s, plain_s in dag_ratio(results, scale):
             row(f"DAG wall time <= 1.3x a plain dbt build ({scale}, {label})", f"{dag_s / plain_s:.2f}x",
                 dag_s / plain_s <= 1.3)
@@ -406,6 +581,21 @@ def goal_lines(results: list[dict]) -> list[str]:
 
 def _by(results: list[dict]) -> dict[tuple[str, str], dict]:
     return {(r["scale"], r["stage"]): r for r in results if r["ok"]}
+
+
+def ingest_summary(results: list[dict], scale: str) -> dict[str, dict]:
+    """The ingest stages of a scale ("first", "daily", "reference"): in-process seconds, wall seconds, files,
+    events, rows, events/s."""
+    by = _by(results)
+    out = {}
+    for key, stage in (("first", INGEST_FIRST), ("daily", INGEST_DAILY), ("reference", INGEST_REF)):
+        r = by.get((scale, stage))
+        e = (r or {}).get("extra", {})
+        if r and e.get("ingest_s"):
+            out[key] = {"ingest_s": e["ingest_s"], "wall_s": r["seconds"], "files": e.get("files", 0),
+                        "events": e.get("events", 0), "rows": e.get("rows", 0),
+                        "events_per_s": round(e.get("events", 0) / e["ingest_s"])}
+    return out
 
 
 def dag_ratio(results: list[dict], scale: str) -> list[tuple[str, float, float]]:
@@ -420,7 +610,8 @@ def dag_ratio(results: list[dict], scale: str) -> list[tuple[str, float, float]]
 
 
 def detail_lines(results: list[dict]) -> list[str]:
-    """Where the dbt builds spend their time, the Airflow overhead, and BG/NBD fit time vs persons."""
+    """Where the dbt builds spend their time, the Airflow overhead, ingest vs its plain-DuckDB reference, and
+    BG/NBD fit time vs persons."""
     by = _by(results)
     out: list[str] = []
     dbt_rows = [r for r in results if r["ok"] and "dbt_elapsed_s" in r.get("extra", {})]
@@ -447,6 +638,27 @@ def detail_lines(results: list[dict]) -> list[str]:
                 e = by[(sc, DAG_FULL if label == "full build" else DAG_INC)]["extra"]
                 out.append(f"| {sc} | {label} | {dag_s:.1f} | {e['dbt_group_s']:.1f} ({e['dbt_producer_s']:.1f}) | "
                            f"{e['gates_s']:.1f} | {plain_s:.1f} | {dag_s / plain_s:.2f}x |")
+    ing_rows = [(sc, ingest_summary(results, sc)) for sc in dict.fromkeys(r["scale"] for r in results)]
+    ing_rows = [(sc, i) for sc, i in ing_rows if i]
+    if ing_rows:
+        out += ["", "## Ingest: ULM vs a plain DuckDB load of the same files", "",
+                "First load = every day but the last (one daily file per table and day), then that last day as a "
+                "daily load. The reference reads the same files with one `read_parquet` per table and applies the same "
+                "row checks (types, required, enums, timestamp window, ranges, row rules, unknown accounts, duplicate "
+                "keys) in one transaction, without registry, orphans, versions, suppression or per-file audit. "
+                "Seconds are measured inside each process (wall adds interpreter start and imports).", "",
+                "| scale | load | files | rows | events | s (in process) | wall s | events/s | ULM / reference |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for sc, ing in ing_rows:
+            for key, label in (("reference", "plain DuckDB reference"), ("first", "ULM first load"),
+                               ("daily", "ULM daily load")):
+                if key not in ing:
+                    continue
+                i = ing[key]
+                ratio = (f"{i['ingest_s'] / ing['reference']['ingest_s']:.2f}"
+                         if key == "first" and "reference" in ing else "")
+                out.append(f"| {sc} | {label} | {i['files']:,} | {i['rows']:,} | {i['events']:,} | "
+                           f"{i['ingest_s']:.2f} | {i['wall_s']:.1f} | {i['events_per_s']:,} | {ratio} |")
     bg = by.get(("ml", ML_BGNBD))
     if bg and bg.get("extra", {}).get("sizes"):
         out += ["", "## BG/NBD and Gamma-Gamma fit time vs persons (pymc-marketing MAP, same code path as training)", "",

@@ -1,7 +1,9 @@
 """Landing side of lasting erasure (docs/METRICS.md#privacy, docs/PRIVACY.md#erasure).
 
 ``raw.erased_subjects`` holds keyed hashes (HMAC-SHA256 with the suppression key) of every identifier of every
-erased person: user ids, phones, union ids. :func:`apply` runs inside one load, on the staged file ``_stage``:
+erased person: user ids, phones, union ids. Inside a load, on the staged rows ``_stage`` (:func:`apply` for one
+file; a batch calls the steps: :func:`build` hashes the distinct values once, :func:`mark` per round,
+:func:`record_links` once the files of the round are certain to load, see :mod:`ulm.ingest.batch`):
 
 * a row whose owner column (``Table.owner_columns``: ``user_id``, the inviter of an invite) is a suppressed user id,
   or a ``users`` row whose phone or union id is suppressed, is quarantined as ``erased_subject`` with its payload
@@ -41,12 +43,24 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
     register_udf(con, settings.suppression_key().encode("utf-8"))
 
 
-def apply(con: duckdb.DuckDBPyConnection, table: contract.Table, now: datetime) -> int:
-    """Quarantine staged rows of erased persons (module docstring); returns how many."""
-    identifiers = [c for c in IDENTIFIER_KINDS if table.version_column and c in table.column_names]
+def _identifiers(table: contract.Table) -> list[str]:
+    return [c for c in IDENTIFIER_KINDS if table.version_column and c in table.column_names]
+
+
+def _hit(col: str) -> str:
+    kind = IDENTIFIER_KINDS.get(col, USER_KIND)
+    return f"{ident(col)} IN (SELECT v FROM _sv WHERE kind = {lit(kind)})"
+
+
+def build(con: duckdb.DuckDBPyConnection, table: contract.Table) -> tuple[bool, bool]:
+    """Hash the distinct identifiers of every staged row once into ``_sv`` (the values on the suppression list).
+
+    Returns (any staged value is suppressed, a ``users`` row is linked to an erased person by phone or union id).
+    """
+    identifiers = _identifiers(table)
     columns = [*table.owner_columns, *table.reference_columns, *identifiers]
     if not columns or not active(con):
-        return 0
+        return False, False
     prepare(con)
     parts = [f"SELECT DISTINCT {ident(c)} AS v, {lit(IDENTIFIER_KINDS.get(c, USER_KIND))} AS kind FROM _stage "
              f"WHERE {ident(c)} IS NOT NULL" for c in columns]
@@ -54,35 +68,62 @@ def apply(con: duckdb.DuckDBPyConnection, table: contract.Table, now: datetime) 
         CREATE TEMP TABLE _sv AS
         SELECT h.v, h.kind FROM (SELECT v, kind, {UDF_NAME}(v) AS subject_hash FROM ({" UNION ".join(parts)})) h
         SEMI JOIN raw.erased_subjects e ON e.subject_hash = h.subject_hash AND e.kind = h.kind""")
-    if not con.execute("SELECT count(*) FROM _sv").fetchone()[0]:
-        return 0
+    hits, linked = con.execute(f"SELECT count(*), count(*) FILTER (kind <> {lit(USER_KIND)}) FROM _sv").fetchone()
+    return bool(hits), bool(linked)
 
-    def hit(col: str) -> str:
-        kind = IDENTIFIER_KINDS.get(col, USER_KIND)
-        return f"{ident(col)} IN (SELECT v FROM _sv WHERE kind = {lit(kind)})"
 
+def mark(con: duckdb.DuckDBPyConnection, table: contract.Table) -> int:
+    """Quarantine staged rows of erased persons, null references to them (module docstring); needs :func:`build`.
+    Returns how many rows were quarantined."""
+    identifiers = _identifiers(table)
     owner = [*table.owner_columns, *identifiers]
-    which = "CASE " + " ".join(f"WHEN {hit(c)} THEN {lit(c)}" for c in owner) + " END"
-    if identifiers:  # new accounts of an erased person join the list before their rows are marked
-        con.execute(f"""
-            INSERT INTO raw.erased_subjects
-            SELECT DISTINCT {UDF_NAME}({ident(table.key[0])}), {lit(USER_KIND)}, NULL,
-                   {lit(now.isoformat(' '))}::TIMESTAMP, 'landing: linked by ' || {which}
-            FROM _stage WHERE ({" OR ".join(hit(c) for c in identifiers)}) AND {ident(table.key[0])} IS NOT NULL
-            ON CONFLICT DO NOTHING""")
-        _scrub_waiting_rows(con, table)
+    which = "CASE " + " ".join(f"WHEN {_hit(c)} THEN {lit(c)}" for c in owner) + " END"
     n = con.execute(f"""
         UPDATE _stage SET _reason = {lit(ERASED_SUBJECT)}, _col = {which},
                _detail = 'column ' || {which} || ': {ERASED_SUBJECT}: row of an erased person (suppression list); '
                          || 'payload not kept',
                _orig = NULL
-        WHERE {" OR ".join(hit(c) for c in owner)}""").fetchone()[0]
+        WHERE {" OR ".join(_hit(c) for c in owner)}""").fetchone()[0]
     for col in table.reference_columns:
-        con.execute(f"UPDATE _stage SET {ident(col)} = NULL WHERE {hit(col)}")
+        con.execute(f"UPDATE _stage SET {ident(col)} = NULL WHERE {_hit(col)}")
         con.execute(f"UPDATE _stage SET _orig = json_merge_patch(_orig, {lit('{' + chr(34) + col + chr(34) + ':null}')})"
                     f" WHERE _orig IS NOT NULL AND json_extract_string(_orig, {lit('$.' + col)}) IN "
                     f"(SELECT v FROM _sv WHERE kind = {lit(USER_KIND)})")
     return int(n)
+
+
+def record_links(con: duckdb.DuckDBPyConnection, table: contract.Table, now: datetime) -> None:
+    """New accounts of erased persons (caught by phone or union id in ``_stage``) join the suppression list —
+    in ``raw.erased_subjects`` and in ``_sv``, so later files of the batch catch them by user id — and the
+    quarantined rows waiting for them lose their payload. Called once the load of their file is certain."""
+    identifiers = _identifiers(table)
+    if not identifiers or not con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_sv'").fetchone()[0]:
+        return
+    key = ident(table.key[0])
+    which = "CASE " + " ".join(f"WHEN {_hit(c)} THEN {lit(c)}" for c in identifiers) + " END"
+    linked = f"({' OR '.join(_hit(c) for c in identifiers)}) AND {key} IS NOT NULL"
+    if not con.execute(f"SELECT count(*) FROM _stage WHERE {linked}").fetchone()[0]:
+        return
+    con.execute(f"""
+        INSERT INTO raw.erased_subjects
+        SELECT DISTINCT {UDF_NAME}({key}), {lit(USER_KIND)}, NULL,
+               {lit(now.isoformat(' '))}::TIMESTAMP, 'landing: linked by ' || {which}
+        FROM _stage WHERE {linked}
+        ON CONFLICT DO NOTHING""")
+    _scrub_waiting_rows(con, table)
+    con.execute(f"INSERT INTO _sv SELECT DISTINCT {key}, {lit(USER_KIND)} FROM _stage WHERE {linked} "
+                f"AND {key} NOT IN (SELECT v FROM _sv WHERE kind = {lit(USER_KIND)})")
+
+
+def apply(con: duckdb.DuckDBPyConnection, table: contract.Table, now: datetime) -> int:
+    """Quarantine staged rows of erased persons of one load (module docstring); returns how many."""
+    hits, _ = build(con, table)
+    if not hits:
+        return 0
+    n = mark(con, table)
+    record_links(con, table, now)
+    return n
 
 
 def _scrub_waiting_rows(con: duckdb.DuckDBPyConnection, users: contract.Table) -> None:

@@ -8,8 +8,10 @@ Everything here builds SQL text from :mod:`ulm.core.contract`; nothing iterates 
 * :func:`stage_sql` returns one ``SELECT`` that parses every contract column with ``TRY_CAST``
   and assigns each row its first failing reason code, in the fixed order of :data:`REASON_CODES`.
 
-The staged relation has: ``_rn`` (row position in the file), the typed contract columns (exactly the
-raw-layer types of ``contract.DUCKDB_TYPES``), ``_h`` / ``_kh`` (content / key hash used for duplicate detection),
+The staged relation has: ``_rn`` (the source's row key: file position * 2^40 + row in file, see
+:mod:`ulm.ingest.sources`), the typed contract columns (exactly the
+raw-layer types of ``contract.DUCKDB_TYPES``), ``_kh`` (key hash used for duplicate detection; the content hash
+:func:`row_hash_sql` is computed where needed),
 ``_reason`` / ``_col`` / ``_detail`` (NULL for valid rows) and ``_orig`` (the original row as JSON,
 only for rows with a reason).
 """
@@ -290,8 +292,14 @@ def stage_sql(
     rules: Rules,
     known_accounts_sql: str = "SELECT user_id FROM raw.users",
 ) -> str:
-    """One SELECT that parses and validates ``source_sql`` (which must expose ``_rn`` + source columns)."""
-    orig = ", ".join(f"{ident(n)} := s.{ident(n)}" for n in src_types)
+    """One SELECT that parses and validates ``source_sql`` (which must expose ``_rn`` + source columns).
+
+    The original row is packed to JSON only for rows with a reason (the source columns travel as plain column
+    references until then), so a valid row costs its parse, its checks and its key hash.
+    """
+    src = list(src_types)
+    orig_cols = ", ".join(f"s.{ident(n)} AS {ident(f'__o{i}')}" for i, n in enumerate(src))
+    pack = ", ".join(f"{ident(n)} := {ident(f'__o{i}')}" for i, n in enumerate(src))
     norm = ", ".join(f"{_norm_expr(c, src_types)} AS {ident('__v_' + c.name)}" for c in table.columns)
     typed = ", ".join(
         f"CAST({_typed_expr(c, _kind(src_types.get(c.name, 'NULL')), ident('__v_' + c.name))} "
@@ -302,7 +310,7 @@ def stage_sql(
     whens = "\n      ".join(_when_clauses(table, rules, known_accounts_sql))
     return f"""
 WITH n AS (
-  SELECT s._rn, struct_pack({orig}) AS __orig, {norm} FROM ({source_sql}) s
+  SELECT s._rn, {orig_cols}, {norm} FROM ({source_sql}) s
 ), t AS (
   SELECT n.*, {typed} FROM n
 ), r AS (
@@ -310,9 +318,9 @@ WITH n AS (
       {whens}
     END AS __why FROM t
 )
-SELECT _rn, {cols}, {row_hash_sql(table)} AS _h, {key_hash_sql(table)} AS _kh,
+SELECT _rn, {cols}, {key_hash_sql(table)} AS _kh,
        __why.code AS _reason, __why.col AS _col, __why.detail AS _detail,
-       CASE WHEN __why IS NOT NULL THEN CAST(to_json(__orig) AS VARCHAR) END AS _orig
+       CASE WHEN __why IS NOT NULL THEN CAST(to_json(struct_pack({pack})) AS VARCHAR) END AS _orig
 FROM r"""
 
 

@@ -1,7 +1,8 @@
 """Versioned landing tables (docs/METRICS.md#consent-and-attribute-changes): a ``users`` row for a known account.
 
-Set-based, over the staged file ``_stage`` of one load (see :mod:`ulm.ingest.loader`). For every staged row that is
-otherwise valid and whose key is already stored or repeated in the file:
+Set-based, over the staged rows ``_stage`` of one batch round (see :mod:`ulm.ingest.batch`: the files of a round
+share no key, so "the file" below is the one file that carries the key). For every staged row that is otherwise
+valid and whose key is already stored or repeated in the file:
 
 * identical content to a stored version or to an earlier row of the file -> ``duplicate`` (counted, not loaded);
 * a column outside ``Table.mutable`` differs from the account's stored row (or, for a new account, from its first
@@ -15,6 +16,7 @@ from __future__ import annotations
 import duckdb
 
 from ulm.core import contract
+from ulm.ingest.sources import file_of
 from ulm.ingest.validate import DUPLICATE_KEY_CONFLICT, STALE_UPDATE, ident, lit, row_hash_sql
 
 DUPLICATE = "duplicate"  # the loader's internal outcome: counted, neither loaded nor quarantined
@@ -58,7 +60,7 @@ def mark_versions(con: duckdb.DuckDBPyConnection, table: contract.Table, key_ind
                  {", ".join("s." + ident(col) for col in fixed)},
                  s._h IN (SELECT e._h FROM _existing e WHERE e.{key} = s.{key})
                    OR row_number() OVER (PARTITION BY s.{key}, s._h ORDER BY s._rn) > 1 AS is_dup
-          FROM _stage s
+          FROM (SELECT *, {row_hash_sql(table)} AS _h FROM _stage) s
           WHERE s._reason IS NULL
             AND (s.{key} IN (SELECT {key} FROM _existing)
                  OR s.{key} IN (SELECT {key} FROM _stage WHERE _reason IS NULL GROUP BY ALL HAVING count(*) > 1))
@@ -93,8 +95,9 @@ def mark_versions(con: duckdb.DuckDBPyConnection, table: contract.Table, key_ind
         FROM _dd d WHERE _stage._rn = d._rn AND d.outcome IS NOT NULL""")
 
 
-def new_versions(con: duckdb.DuckDBPyConnection, table: contract.Table) -> int:
-    """Rows of this load that add a version to an already stored key (reported in the load audit)."""
+def new_versions_by_file(con: duckdb.DuckDBPyConnection, table: contract.Table) -> dict[int, int]:
+    """Per file of the batch: rows that add a version to an already stored key (reported in its load audit)."""
     key = ident(table.key[0])
-    return con.execute(f"SELECT count(*) FROM _stage WHERE _reason IS NULL AND {key} IN "
-                       f"(SELECT {key} FROM _existing)").fetchone()[0]
+    return {int(f): int(n) for f, n in con.execute(
+        f"SELECT {file_of()}, count(*) FROM _stage WHERE _reason IS NULL AND {key} IN "
+        f"(SELECT {key} FROM _existing) GROUP BY 1").fetchall()}

@@ -1,8 +1,8 @@
 """Gate 1, landing (docs/METRICS.md#quality-gates-and-publishing): the loads of this run reconcile, stay under the invalid ratio, none failed.
 
 The frame is ``raw.load_audit`` restricted to this run's loads (started at or after the run's ingest began),
-with the quarantined rows that count as invalid (all reasons except the late-arriving ``unknown_account``,
-exactly as the loader counts them) joined per load. A handful of rows per run: projected, not aggregated.
+with the quarantined rows that count as invalid (all reasons except the late-arriving ``unknown_account`` and the
+erased person's ``erased_subject``, exactly as the loader counts them) joined per load. A handful of rows per run: projected, not aggregated.
 """
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from ulm.quality.core import Expect, Frame, Suite, expect_between, expect_max
 LANDING_SUITE = "landing_contract"
 
 
-def _orphan_reason() -> str:
-    from ulm.ingest.validate import ORPHAN_REASON
+def _not_invalid_reasons() -> str:
+    """Quarantine reasons that are not invalid data, exactly as the loader counts them: the late-arriving account
+    (``unknown_account``) and the erased person's row (``erased_subject``)."""
+    from ulm.ingest.validate import ERASED_SUBJECT, ORPHAN_REASON
 
-    return ORPHAN_REASON
+    return ", ".join(f"'{r}'" for r in (ORPHAN_REASON, ERASED_SUBJECT))
 
 
 def landing_suites(since: datetime, raw_schema: str = "raw") -> list[Suite]:
@@ -27,7 +29,7 @@ def landing_suites(since: datetime, raw_schema: str = "raw") -> list[Suite]:
         WITH invalid AS (
             SELECT load_id, count(*) AS rows_invalid
             FROM {raw_schema}.quarantine
-            WHERE reason_code <> '{_orphan_reason()}'
+            WHERE reason_code NOT IN ({_not_invalid_reasons()})
             GROUP BY load_id
         )
         SELECT a.load_id, a.table_name, a.source_file, a.status,
