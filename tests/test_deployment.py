@@ -293,8 +293,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 
 
+SCREENSHOTS = os.environ.get("ULM_SCREENSHOTS") == "1"  # read at import: the deployment fixture clears ULM_*
+
+
 def _shots_dir(tmp_path: Path) -> Path:
-    if os.environ.get("ULM_SCREENSHOTS") == "1":  # refresh the pictures in docs/
+    if SCREENSHOTS:  # refresh the pictures in docs/
         out = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
         out.mkdir(parents=True, exist_ok=True)
         return out

@@ -157,11 +157,20 @@ def ingest(ctx, landing_dir, cdnow_file, until, wait_seconds):
 
     ensure_local_pii_key()  # the suppression list is keyed (docs/PRIVACY.md#key-safety)
     wh = ctx.obj["warehouse"]
+    from ulm.core.errors import ContractError
+
     with _writer(ctx, "ulm ingest", wait_seconds):
-        if cdnow_file:
-            summary = ingest_cdnow(cdnow_file, wh, progress=True)
-        else:
-            summary = ingest_dir(landing_dir, wh, until=until, progress=True)
+        try:
+            if cdnow_file:
+                summary = ingest_cdnow(cdnow_file, wh, progress=True)
+            else:
+                summary = ingest_dir(landing_dir, wh, until=until, progress=True)
+        except ContractError as exc:  # the other files loaded: say what did, then each failed file, then fail
+            if getattr(exc, "summary", None):
+                _print_summary(f"ingested into {wh} (with failed files)", exc.summary)
+            for line in (getattr(exc, "failures", None) or [])[1:]:
+                click.secho(f"also failed: {line}", fg="red", err=True)
+            raise
     _print_summary(f"ingested into {wh}", summary)
 
 
