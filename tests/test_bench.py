@@ -76,3 +76,13 @@ def test_merge_replaces_remeasured_stages_in_place() -> None:
     merged = bench.merge_reports(old, new)
     assert [(r["stage"], r["seconds"]) for r in merged["results"]] == [("a", 1), ("b", 9), ("b", 3), ("c", 4)]
     assert merged["generated_at"] == "t0" and merged["updated"] == [{"at": "t1", "scale": "small", "stages": ["b", "c"]}]
+
+
+def test_one_scale_remeasured_keeps_the_other_scales() -> None:
+    old = {"generated_at": "t0", "row_counts": {"10m": {"events": 10}, "small": {"events": 1}},
+           "results": [_res("small", "a", 1), _res("small", "old stage", 2), _res("10m", "a", 3)]}
+    new = {"generated_at": "t1", "row_counts": {"small": {"events": 2}}, "results": [_res("small", "a", 9)]}
+    out = bench.replace_scales(old, new)
+    assert [(r["scale"], r["stage"], r["seconds"]) for r in out["results"]] == [("10m", "a", 3), ("small", "a", 9)]
+    assert out["row_counts"] == {"10m": {"events": 10}, "small": {"events": 2}}
+    assert out["generated_at"] == "t0" and out["updated"] == [{"at": "t1", "scale": "small", "stages": ["a"]}]

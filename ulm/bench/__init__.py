@@ -463,10 +463,25 @@ def run_bench(scale: str = "all", out_md: Path | None = None, only: str | None =
         "row_counts": counts,
         "results": [asdict(r) for r in results],
     }
+    previous = out_md.with_suffix(".json")
     if only:
-        report = merge_reports(json.loads(out_md.with_suffix(".json").read_text()), report)
+        report = merge_reports(json.loads(previous.read_text()), report)
+    elif scale != "all" and previous.exists():  # one scale re-measured: the other scales' results stay
+        report = replace_scales(json.loads(previous.read_text()), report)
     write_report(report, out_md)
     return report
+
+
+def replace_scales(old: dict, new: dict) -> dict:
+    """``old`` with every result of the scales measured in ``new`` replaced by ``new``'s (stages renamed or dropped
+    since go too); the other scales keep their results, and ``updated`` says what was measured when."""
+    scales = {r["scale"] for r in new["results"]}
+    results = [r for r in old.get("results", []) if r["scale"] not in scales] + new["results"]
+    counts = {**old.get("row_counts", {}), **new.get("row_counts", {})}
+    updated = old.get("updated", []) + [{"at": new["generated_at"], "scale": ", ".join(sorted(scales)),
+                                         "stages": sorted({r["stage"] for r in new["results"]})}]
+    return {**old, "machine": new.get("machine", old.get("machine")), "results": results, "row_counts": counts,
+            "updated": updated}
 
 
 def merge_reports(old: dict, new: dict) -> dict:
@@ -629,8 +644,9 @@ def detail_lines(results: list[dict]) -> list[str]:
     dag_rows = [r for r in results if r["ok"] and "dag_s" in r.get("extra", {})]
     if dag_rows:
         out += ["", "## Airflow DAG vs plain dbt build", "",
-                "`ulm run --no-ml` (child process, Airflow start, ingest of already-loaded files, Gate 1, Cosmos WATCHER "
-                "producer + one sensor per model, Gates 2-3, publish, export) against `ulm build` on the same data and day.",
+                "`ulm run --no-ml` (child process, Airflow start, ingest of already-loaded files, Gate 1, the dbt task "
+                "(one task since D32, 2026-12-02; before: Cosmos WATCHER producer + one sensor per model), Gates 2-3, "
+                "publish, export) against `ulm build` on the same data and day.",
                 "", "| scale | run | DAG wall s | dbt task group s (producer) | gates s | plain build s | ratio |",
                 "|---|---|---:|---:|---:|---:|---:|"]
         for sc in dict.fromkeys(r["scale"] for r in dag_rows):
