@@ -60,12 +60,14 @@ def airflow_env(ctx: RunContext, **extra: str) -> dict[str, str]:
 
 
 def ensure_airflow_db(env: dict[str, str]) -> None:
-    """``airflow db migrate`` on first use (and after an Airflow upgrade), then the single-writer pool."""
+    """``airflow db migrate`` on first use (and after an Airflow upgrade), then the single-writer pool; the in-process
+    SQLite store and a deployment's PostgreSQL alike."""
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     marker = home / ".ulm-migrated"
     version = importlib.metadata.version("apache-airflow-core")
-    if marker.exists() and marker.read_text().strip() == version and (home / "airflow.db").exists():
+    sqlite = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith("sqlite")
+    if marker.exists() and marker.read_text().strip() == version and (not sqlite or (home / "airflow.db").exists()):
         return
     log.info("initialising Airflow metadata in %s (first use, ~20 s)", home)
     for cmd in ([venv_bin("airflow"), "db", "migrate"],

@@ -37,7 +37,7 @@ from pathlib import Path
 from ulm.core import settings as _settings
 from ulm.core.context import RunContext
 from ulm.core.errors import UlmError
-from ulm.orchestration.airflow_env import POOL, airflow_env, ensure_manifest, venv_bin
+from ulm.orchestration.airflow_env import airflow_env, ensure_airflow_db, ensure_manifest, venv_bin
 
 SECRET_NAMES = ("ULM_DEPLOY_PG_PASSWORD", "ULM_DEPLOY_REDIS_PASSWORD", "AIRFLOW__CORE__FERNET_KEY",
                 "AIRFLOW__API_AUTH__JWT_SECRET", "ULM_DEPLOY_ADMIN_PASSWORD")
@@ -461,7 +461,7 @@ def up(*, progress=print) -> dict:
     env = deploy_env(lay, sec)
     _write_passwords(lay, sec)
     progress("Airflow metadata: airflow db migrate, pool ulm_duckdb (1 slot)")
-    _migrate(lay, env)
+    ensure_airflow_db(env)
     ensure_manifest(env)
     if not _alive(lay, "mlflow"):
         _check_free(lay, "MLflow", lay.mlflow_port, "ULM_DEPLOY_MLFLOW_PORT")
@@ -483,19 +483,6 @@ def up(*, progress=print) -> dict:
 
 def _secret_env_names() -> set[str]:
     return {_settings.PII_KEY_ENV, _settings.DBT_PII_KEY_ENV, _settings.SUPPRESSION_KEY_ENV}
-
-
-def _migrate(lay: Layout, env: dict[str, str]) -> None:
-    import importlib.metadata
-
-    marker = lay.airflow_home / ".ulm-migrated"
-    version = importlib.metadata.version("apache-airflow-core")
-    if marker.exists() and marker.read_text().strip() == version:
-        return
-    _run([venv_bin("airflow"), "db", "migrate"], "airflow db migrate", env=env, timeout=600)
-    _run([venv_bin("airflow"), "pools", "set", POOL, "1", "ULM: one DuckDB writer at a time"], "airflow pools set",
-         env=env)
-    marker.write_text(version)
 
 
 def status() -> dict:
