@@ -45,6 +45,7 @@ ADMIN = "admin"
 PG_USER = "ulm"
 # start order; `down` stops in reverse
 AIRFLOW_PROCESSES = ("api-server", "scheduler", "dag-processor", "triggerer", "worker")
+DAG_IDS = ("ulm_daily", "ulm_ml")
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,8 @@ def deploy_env(lay: Layout, sec: dict[str, str], ctx: RunContext | None = None) 
         "AIRFLOW__CELERY__BROKER_URL": f"redis://:{sec['ULM_DEPLOY_REDIS_PASSWORD']}@127.0.0.1:{lay.redis_port}/0",
         "AIRFLOW__CELERY__RESULT_BACKEND": pg_url(lay, sec, "airflow", "db+postgresql+psycopg2"),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(lay.worker_concurrency),
+        # Airflow's Celery defaults + the libraries every task imports, loaded once in the worker before it forks
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "ulm.orchestration.celery_config.CELERY_CONFIG",
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "43200",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(lay.airflow_home / "logs"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",  # its health server would listen on every interface
@@ -467,6 +470,8 @@ def up(*, progress=print) -> dict:
         _check_free(lay, "MLflow", lay.mlflow_port, "ULM_DEPLOY_MLFLOW_PORT")
         progress(f"MLflow server on {lay.mlflow_url}")
         _spawn(lay, "mlflow", mlflow_command(lay, sec), mlflow_env(lay, sec, env))
+    worker_log = lay.logs / "worker.log"
+    worker_log_start = 0 if _alive(lay, "worker") or not worker_log.exists() else worker_log.stat().st_size
     for name, cmd in _airflow_commands(lay).items():
         if _alive(lay, name):
             continue
@@ -478,7 +483,45 @@ def up(*, progress=print) -> dict:
                 lay.logs / "api-server.log", lay, "api-server")
     _wait_until(lambda: _http_ok(f"{lay.mlflow_url}/health"), 120, "MLflow server", lay.logs / "mlflow.log",
                 lay, "mlflow")
+    # "up" means a triggered run starts at once: scheduler, DAG processor and triggerer heartbeat, the worker
+    # listens, and both DAGs are parsed
+    progress("waiting for the scheduler, DAG processor, triggerer and worker to report ready")
+    _wait_until(lambda: _components_healthy(lay), 180, "Airflow scheduler / dag-processor / triggerer",
+                lay.logs / "scheduler.log", lay, "scheduler")
+    _wait_until(lambda: _worker_ready(lay, worker_log_start), 180, "Celery worker", lay.logs / "worker.log", lay, "worker")
+    _wait_until(lambda: _dags_parsed(lay, sec), 180, "DAG parsing", lay.logs / "dag-processor.log", lay,
+                "dag-processor")
     return status()
+
+
+def _components_healthy(lay: Layout) -> bool:
+    try:
+        with urllib.request.urlopen(f"{lay.airflow_url}/api/v2/monitor/health", timeout=3) as resp:
+            health = json.loads(resp.read())
+    except (OSError, ValueError):
+        return False
+    return all((health.get(c) or {}).get("status") == "healthy" for c in ("scheduler", "dag_processor", "triggerer"))
+
+
+def _worker_ready(lay: Layout, since: int) -> bool:
+    """Celery logs ``<hostname> ready.`` once it consumes from the broker (looked for after byte ``since`` of its
+    log, which is appended to across restarts)."""
+    try:
+        with open(lay.logs / "worker.log", "rb") as fh:
+            fh.seek(since)
+            return b" ready." in fh.read()
+    except OSError:
+        return False
+
+
+def _dags_parsed(lay: Layout, sec: dict[str, str]) -> bool:
+    from ulm.orchestration.api import AirflowApi, ApiError
+
+    try:
+        api = AirflowApi(lay.airflow_url, ADMIN, sec["ULM_DEPLOY_ADMIN_PASSWORD"])
+        return all(api.get(f"/api/v2/dags/{dag_id}").get("dag_id") == dag_id for dag_id in DAG_IDS)
+    except (ApiError, OSError):
+        return False
 
 
 def _secret_env_names() -> set[str]:
