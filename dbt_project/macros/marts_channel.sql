@@ -169,7 +169,7 @@ final as (
         case when with_cac.has_model_scores then 'model' else 'realized' end as ltv_source,
         -- (total LTV / persons) / (spend / persons), computed without intermediate rounding
         cast(case when with_cac.new_persons > 0 and with_cac.spend > 0
-                  then with_cac.total_predicted_ltv / with_cac.spend end as double) as ltv_cac_ratio,
+                  then with_cac.total_predicted_ltv / with_cac.spend end as {{ type_double() }}) as ltv_cac_ratio,
         -- strictly below the threshold, compared exactly in decimals; unknown ratio (no CAC) -> not paused
         coalesce(with_cac.new_persons > 0 and with_cac.spend > 0
                  and with_cac.total_predicted_ltv < {{ p('ltv_cac_pause_threshold') }} * with_cac.spend, false)

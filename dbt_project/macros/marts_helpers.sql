@@ -42,6 +42,11 @@
   (cast('0x' || left({{ dbt.hash(key_expr) }}, 8) as ubigint) % {{ buckets }})
 {%- endmacro %}
 
+{#- The same number on PostgreSQL: the first 8 hex digits of the md5 as an unsigned 32-bit integer. -#}
+{% macro postgres__marts_hash_bucket(key_expr, buckets) -%}
+  (cast(cast(('x' || left({{ dbt.hash(key_expr) }}, 8)) as bit(32)) as bigint) % {{ buckets }})
+{%- endmacro %}
+
 {#- docs/METRICS.md#interventions holdout flag: hash of person_id and rule_id, holdout_pct percent of persons per rule. -#}
 {% macro marts_is_holdout(person_col, rule_col) -%}
   ({{ marts_hash_bucket(person_col ~ " || '|' || " ~ rule_col, 100) }} < {{ p('holdout_pct') }})

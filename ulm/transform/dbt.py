@@ -26,11 +26,17 @@ FAILED_STATUSES = {"error", "fail", "runtime error"}
 def dbt_process_env(ctx: RunContext) -> dict[str, str]:
     """Everything a dbt process needs to know about the run (the only channel from ULM to dbt)."""
     key = require_pii_key()
-    return {**ctx.dbt_env(), _settings.DBT_PII_KEY_ENV: key,
-            "ULM_DBT_THREADS": str(_settings.settings().dbt_threads)}
+    env = {**ctx.dbt_env(), _settings.DBT_PII_KEY_ENV: key,
+           "ULM_DBT_THREADS": str(_settings.settings().dbt_threads)}
+    if ctx.target == "postgres":  # connection from ULM_PG_*; the key as session setting ulm.pii_key (PGOPTIONS)
+        from ulm.warehouse import postgres
+
+        env.update(postgres.PgConfig.from_env().dbt_env())
+        env.update(postgres.pii_session_env(key))
+    return env
 
 
-def ensure_sources(warehouse: Path) -> None:
+def ensure_sources(warehouse: Path, target: str = "duckdb") -> None:
     """Create the ``raw`` and ``ml`` tables dbt reads (empty when nothing was loaded or scored yet), and check that
     the PII key is the one the warehouse was built with (recorded on first use; docs/PRIVACY.md#key-safety).
 
@@ -41,6 +47,10 @@ def ensure_sources(warehouse: Path) -> None:
         ensure_raw_schema(con)
         ensure_ml_schema(con)
         verify_key(con, "pii")
+        if target == "postgres":  # the same source tables on Postgres (copied when missing there)
+            from ulm.warehouse import postgres
+
+            postgres.ensure_sources(con, postgres.PgConfig.from_env())
     finally:
         con.close()
 
@@ -162,7 +172,7 @@ def run_dbt(ctx: RunContext, command: str, full_refresh: bool = False, select: s
 
     as_of = ctx.require_as_of()
     env = dbt_process_env(ctx)
-    ensure_sources(ctx.warehouse)
+    ensure_sources(ctx.warehouse, ctx.target)
     args = dbt_args(command, ctx, full_refresh, select, progress, unit_tests)
     started = time.perf_counter()
     with _process_env(env):
@@ -193,7 +203,7 @@ def compile_inline(ctx: RunContext, sql: str) -> str:
     from dbt.cli.main import dbtRunner
 
     env = dbt_process_env(ctx)
-    ensure_sources(ctx.warehouse)
+    ensure_sources(ctx.warehouse, ctx.target)
     with _process_env(env):
         try:
             res = dbtRunner().invoke(dbt_args("compile", ctx, progress=False) + ["--inline", sql])

@@ -200,7 +200,7 @@ cycle_persons as (
 ),
 
 cycle as (
-    select eval_num as day_num, median(mean_gap_days) as repurchase_cycle_days
+    select eval_num as day_num, {{ median('mean_gap_days') }} as repurchase_cycle_days
     from cycle_persons
     group by eval_num
 ),

@@ -48,12 +48,12 @@ levels as (
     select
         '{{ name }}' as kpi,
         '{{ lv['group'] }}' as kpi_group,
-        cast((select {{ name }} from values_wide) as double) as value,
-        cast({{ lv['baseline'] }} as double) as baseline,
-        cast({{ lv['target'] }} as double) as target,
-        cast({{ lv['challenge'] }} as double) as challenge,
+        cast((select {{ name }} from values_wide) as {{ type_double() }}) as value,
+        cast({{ lv['baseline'] }} as {{ type_double() }}) as baseline,
+        cast({{ lv['target'] }} as {{ type_double() }}) as target,
+        cast({{ lv['challenge'] }} as {{ type_double() }}) as challenge,
         {{ 'true' if lv['higher_is_better'] else 'false' }} as higher_is_better,
-        cast({{ card['weights'][lv['group']] }} as double) as group_weight
+        cast({{ card['weights'][lv['group']] }} as {{ type_double() }}) as group_weight
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 ),

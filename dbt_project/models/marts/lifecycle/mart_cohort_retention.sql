@@ -39,8 +39,8 @@ activity as (
     select
         s.cohort_start,
         s.cohort_size,
-        cast(unnest(generate_series(
-            0, {{ periods_between(grain, 's.cohort_start', period_start(grain, as_of_date())) }})) as integer)
+        cast({{ int_series(
+            0, periods_between(grain, 's.cohort_start', period_start(grain, as_of_date()))) }} as integer)
             as period_number
     from {{ grain }}_sizes as s
 ),
@@ -76,7 +76,7 @@ final as (
         select * from week_matrix
         union all
         select * from month_matrix
-    )
+    ) as matrix
 )
 
 select * from final
