@@ -100,3 +100,31 @@
 {% macro postgres__int_div(a, b) -%}
   ({{ a }} / {{ b }})
 {%- endmacro %}
+
+{#- a / b as DuckDB computes it: a double quotient, also of integers and decimals (PostgreSQL would divide integers
+    as integers and decimals exactly). -#}
+{% macro div(a, b) -%}
+  {{ return(adapter.dispatch('div', 'ulm')(a, b)) }}
+{%- endmacro %}
+
+{% macro default__div(a, b) -%}
+  {{ a }} / {{ b }}
+{%- endmacro %}
+
+{% macro postgres__div(a, b) -%}
+  cast({{ a }} as double precision) / {{ b }}
+{%- endmacro %}
+
+{#- A money amount divided by a count (a mean or per-person amount), rounded to cents as DuckDB rounds its double
+    quotient (public.ulm_money on PostgreSQL, ulm/warehouse/postgres.py); wrap it in money_total(). -#}
+{% macro money_ratio(a, b) -%}
+  {{ return(adapter.dispatch('money_ratio', 'ulm')(a, b)) }}
+{%- endmacro %}
+
+{% macro default__money_ratio(a, b) -%}
+  {{ a }} / {{ b }}
+{%- endmacro %}
+
+{% macro postgres__money_ratio(a, b) -%}
+  ulm_money(cast({{ a }} as double precision) / {{ b }})
+{%- endmacro %}

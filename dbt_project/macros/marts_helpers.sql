@@ -21,7 +21,7 @@
 
 {#- docs/METRICS.md#segmentation-and-tiers quintile score from rank() worst-first over n persons: ties share a score, 5 is best. -#}
 {% macro marts_quintile_score(rank_expr, n_expr) -%}
-  least(5, 1 + floor(5 * ({{ rank_expr }} - 1) / {{ n_expr }}))
+  least(5, 1 + floor({{ div('5 * (' ~ rank_expr ~ ' - 1)', n_expr) }}))
 {%- endmacro %}
 
 {#- A param as an exact decimal so that fractions such as 0.1 * n compare without float error. -#}

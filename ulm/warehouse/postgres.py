@@ -181,10 +181,23 @@ def prepare(cfg: PgConfig, schemas: tuple[str, ...] = SOURCE_SCHEMAS) -> None:
                         "where n.nspname = 'public' and t.typname = 'double'")
             if cur.fetchone() is None:
                 cur.execute("create domain public.double as double precision")
+            cur.execute(MONEY_FROM_DOUBLE)
             for s in schemas:
                 cur.execute(f'create schema if not exists "{s}"')
     finally:
         con.close()
+
+
+# DuckDB turns a double into DECIMAL(p,2) by multiplying by 100 in double and rounding half away from zero (a money
+# mean such as 136.95 / 2 is a double there: 68.475 -> 6847.499999999999 -> 68.47). PostgreSQL's float8 -> numeric keeps
+# 15 significant digits first (68.48), so ulm_money(float8) does DuckDB's steps; exact while |d| < 1e13.
+MONEY_FROM_DOUBLE = """
+create or replace function public.ulm_money(d double precision) returns numeric
+language sql immutable strict parallel safe as $fn$
+select (t + case when abs(x - t) >= 0.5 then sign(x) else 0 end)::numeric / 100
+from (select d * 100::float8 as x, trunc(d * 100::float8) as t) as s
+$fn$
+"""
 
 
 def _pg_type(duck_type: str) -> str:

@@ -118,19 +118,19 @@ final as (
         totals.spend,
         totals.new_persons,
         totals.paying_persons,
-        {{ money_total('totals.spend / nullif(totals.new_persons, 0)') }} as cac,
-        {{ money_total('totals.spend / nullif(totals.paying_persons, 0)') }} as cost_per_paying_person,
+        {{ money_total(money_ratio('totals.spend', 'nullif(totals.new_persons, 0)')) }} as cac,
+        {{ money_total(money_ratio('totals.spend', 'nullif(totals.paying_persons, 0)')) }} as cost_per_paying_person,
         {%- for n in ltv_days %}
         totals.matured_persons_{{ n }}d,
         totals.realized_net_revenue_{{ n }}d,
-        {{ money_total('totals.realized_net_revenue_' ~ n ~ 'd / nullif(totals.matured_persons_' ~ n ~ 'd, 0)') }}
+        {{ money_total(money_ratio('totals.realized_net_revenue_' ~ n ~ 'd', 'nullif(totals.matured_persons_' ~ n ~ 'd, 0)')) }}
             as realized_net_revenue_per_person_{{ n }}d,
         {%- endfor %}
         totals.predicted_ltv_total,
-        {{ money_total('totals.predicted_ltv_total / nullif(totals.new_persons, 0)') }} as predicted_ltv_per_person,
+        {{ money_total(money_ratio('totals.predicted_ltv_total', 'nullif(totals.new_persons, 0)')) }} as predicted_ltv_per_person,
         case when totals.has_model_scores then 'model' else 'realized' end as ltv_source,
         cast(case when totals.new_persons > 0 and totals.spend > 0
-                  then totals.predicted_ltv_total / totals.spend end as {{ type_double() }}) as ltv_cac_ratio,
+                  then {{ div('totals.predicted_ltv_total', 'totals.spend') }} end as {{ type_double() }}) as ltv_cac_ratio,
         coalesce(totals.new_persons > 0 and totals.spend > 0
                  and totals.predicted_ltv_total < {{ p('ltv_cac_pause_threshold') }} * totals.spend, false)
             as pause_recommended,

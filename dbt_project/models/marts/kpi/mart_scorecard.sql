@@ -13,7 +13,7 @@ kpi as (
 ),
 
 funnel as (
-    select sum(retained_d7) / nullif(sum(acquired), 0) as d7_retention
+    select {{ div('sum(retained_d7)', 'nullif(sum(acquired), 0)') }} as d7_retention
     from {{ ref('mart_aarrr_funnel') }}
     where cohort_grain = 'day'
       and is_mature_d7  -- always true in this window; said so that acquired and retained_d7 cover the same cohorts

@@ -69,8 +69,8 @@ final as (
         cast(cohort_size as integer) as cohort_size,
         case when is_mature then cast(active_persons as integer) end as active_persons,
         case when is_mature then cast(purchasing_persons as integer) end as purchasing_persons,
-        case when is_mature then active_persons / cohort_size end as active_rate,
-        case when is_mature then purchasing_persons / cohort_size end as purchase_rate,
+        case when is_mature then {{ div('active_persons', 'cohort_size') }} end as active_rate,
+        case when is_mature then {{ div('purchasing_persons', 'cohort_size') }} end as purchase_rate,
         is_mature
     from (
         select * from week_matrix
