@@ -148,11 +148,11 @@ final as (
         {%- if with_totals %}
         {%- for n in ltv_days %}
         -- cohort total over days 0..{{ n - 1 }}, null (like the per-person value) until the cohort month is {{ n }} days old
-        case
+        cast(case
             when with_cac.new_persons > 0
                  and {{ marts_month_end('with_cac.cohort_month') }} <= {{ marts_days_before(n) }}
                 then {{ money_total('coalesce(realized.net_revenue_' ~ n ~ 'd, 0)') }}
-        end as realized_net_revenue_{{ n }}d,
+        end as decimal(38, 2)) as realized_net_revenue_{{ n }}d,
         {%- endfor %}
         {%- endif %}
         {%- for n in ltv_days %}
