@@ -77,7 +77,7 @@ def _process_env(env: dict[str, str]) -> Iterator[None]:
 
 
 def dbt_args(command: str, ctx: RunContext, full_refresh: bool = False, select: str | None = None,
-             progress: bool = True, unit_tests: bool = False) -> list[str]:
+             progress: bool = True, unit_tests: bool = False, exclude: str | None = None) -> list[str]:
     """Command-line arguments for one dbt invocation on this project and the context's warehouse.
 
     A production `build` skips dbt unit tests (they test SQL logic on fixed fixtures, not the data, and belong in CI:
@@ -99,6 +99,8 @@ def dbt_args(command: str, ctx: RunContext, full_refresh: bool = False, select: 
     if select:
         # only data tests whose every parent is selected (a partial build must not test unbuilt models)
         args += ["--select", select, "--indirect-selection", "cautious"]
+    if exclude:
+        args += ["--exclude", exclude]
     if command == "build" and not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
     if not progress:
@@ -166,14 +168,14 @@ def summary_lines(summary: dict[str, Any], slowest: int = 5) -> list[str]:
 
 
 def run_dbt(ctx: RunContext, command: str, full_refresh: bool = False, select: str | None = None,
-            progress: bool = True, unit_tests: bool = False) -> dict[str, Any]:
+            progress: bool = True, unit_tests: bool = False, exclude: str | None = None) -> dict[str, Any]:
     """Run one dbt command (`build`, `run`, `test`, `docs`) for the context; see :func:`build`."""
     from dbt.cli.main import dbtRunner
 
     as_of = ctx.require_as_of()
     env = dbt_process_env(ctx)
     ensure_sources(ctx.warehouse, ctx.target)
-    args = dbt_args(command, ctx, full_refresh, select, progress, unit_tests)
+    args = dbt_args(command, ctx, full_refresh, select, progress, unit_tests, exclude)
     started = time.perf_counter()
     with _process_env(env):
         try:

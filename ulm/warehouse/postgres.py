@@ -309,3 +309,15 @@ def ensure_sources(duck: Any, cfg: PgConfig, schemas: tuple[str, ...] = SOURCE_S
                           f"current_database() and schema_name in ({marks}) order by 1, 2", list(schemas)).fetchall()
     missing = [t for t in wanted if tuple(t) not in present]
     return copy_from_duckdb(duck, cfg, schemas, tables=missing) if missing else {}
+
+
+def sync_raw(warehouse: Path, cfg: PgConfig, schemas: tuple[str, ...] = SOURCE_SCHEMAS) -> dict[str, int]:
+    """Postgres ``raw`` (and ``ml``) := DuckDB's, table by table (what ``ulm ingest --target postgres`` does after
+    the DuckDB load: landing rows, quarantine, load audit, the file registry and the suppression list)."""
+    from ulm.warehouse import connect_read_only
+
+    con = connect_read_only(Path(warehouse))
+    try:
+        return copy_from_duckdb(con, cfg, schemas)
+    finally:
+        con.close()

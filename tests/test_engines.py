@@ -1,0 +1,161 @@
+"""Cross-engine equality (issue #15): the same dbt project on DuckDB and on a real PostgreSQL gives the same tables.
+
+A private PostgreSQL cluster (Debian's binaries, initdb in a tmp dir, 127.0.0.1 on a free port) is started for this
+module. A small generated data set (`ulm generate`, few persons and days) is ingested into DuckDB as always, the raw
+layer copied to Postgres (ulm.warehouse.postgres.sync_raw), and every model built on both targets; then:
+
+- the PII hash: the hash_pii() macro on Postgres (pgcrypto hmac) equals the DuckDB UDF / Python for the same inputs,
+  NULL, blank, unicode and unicode whitespace included;
+- raw, staging, intermediate and marts equal table by table (sorted on every column; exact for integers, strings,
+  dates, booleans and decimals/money, 1e-9 relative for float rates), and every column has the same type;
+- the golden cases: the project's dbt unit tests (hand-checked boundary cases in the models' _models.yml) pass on
+  Postgres.
+"""
+from __future__ import annotations
+
+import os
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from ulm.core.context import RunContext
+from ulm.privacy.hashing import hash_values, register_udf
+from ulm.transform.dbt import compile_inline, run_dbt
+from ulm.warehouse import engines, postgres
+
+pytestmark = pytest.mark.slow
+
+PERSONS, DAYS, END = 250, 45, date(2025, 3, 31)
+# unit tests whose fixture SQL is DuckDB-only (range(n)); portable form asked for in their _models.yml
+DUCKDB_ONLY_UNIT_TESTS = ("community_member_stages_first_match_wins",)
+HASH_INPUTS = [None, "", "   ", "13800000001", " 13800000001 ", "张三@例子.中国", "\u3000union-42\u3000", "a\tb",
+               "\t\n dev-7 \r\n", "O'Brien", "emoji 😀", "ß", "\u00a0nbsp\u00a0", "x" * 300]
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory):
+    """A private PostgreSQL cluster for this module; ULM_PG_* point at it while the module runs."""
+    if not postgres.binaries_available():
+        message = ("PostgreSQL server binaries not found: `apt-get install postgresql` (Debian package; "
+                   "/usr/lib/postgresql/<version>/bin)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = postgres.LocalCluster(tmp_path_factory.mktemp("pg"))
+    cfg = cluster.start()
+    saved = {k: os.environ.get(k) for k in cfg.env()}
+    os.environ.update(cfg.env())
+    try:
+        postgres.prepare(cfg)
+        yield cfg
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def built(pg, tmp_path_factory) -> Path:
+    """The generated data set ingested into DuckDB, copied to Postgres, all models built on both targets."""
+    from ulm.generate import generate
+    from ulm.ingest import ingest_dir
+
+    root = tmp_path_factory.mktemp("engines")
+    generate(out_dir=root / "landing", persons=PERSONS, days=DAYS, end_date=END, seed=5, progress=False)
+    wh = root / "wh.duckdb"
+    ingest_dir(root / "landing", wh, progress=False)
+    t0 = time.perf_counter()
+    postgres.sync_raw(wh, pg)
+    TIMINGS["raw copy to postgres"] = time.perf_counter() - t0
+    for target in ("duckdb", "postgres"):
+        t0 = time.perf_counter()
+        run_dbt(RunContext.create(as_of=END, warehouse=wh, target=target), "run", progress=False)
+        TIMINGS[f"dbt run {target}"] = time.perf_counter() - t0
+    print("\nengine timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
+    return wh
+
+
+def test_hash_pii_is_the_same_on_both_engines(pg, tmp_path):
+    """hash_pii() compiled for Postgres (pgcrypto hmac, key from the session setting) equals the DuckDB UDF."""
+    key = os.environ["ULM_PII_KEY"]
+    expected = hash_values(HASH_INPUTS, key.encode("utf-8"))
+    assert expected[0] is None and expected[1] is None and expected[2] is None and expected[3] is not None
+    sql = "select {{ hash_pii('v') }} as h from hash_inputs order by i"
+    # the DuckDB UDF through the duckdb macro
+    wh = tmp_path / "h.duckdb"
+    duck_sql = compile_inline(RunContext.create(as_of=END, warehouse=wh), sql)
+    con = duckdb.connect()
+    register_udf(con)
+    con.register("hash_inputs", pa.table({"i": list(range(len(HASH_INPUTS))), "v": pa.array(HASH_INPUTS, pa.string())}))
+    assert [r[0] for r in con.execute(duck_sql).fetchall()] == expected
+    # Postgres through the postgres macro
+    pg_sql = compile_inline(RunContext.create(as_of=END, warehouse=wh, target="postgres"), sql)
+    assert "hmac(" in pg_sql and key not in pg_sql
+    with postgres.cursor(pg) as cur:
+        cur.execute("select set_config(%s, %s, false)", (postgres.PII_SETTING, key))
+        cur.execute("create temp table hash_inputs (i integer, v text)")
+        cur.executemany("insert into hash_inputs values (%s, %s)", list(enumerate(HASH_INPUTS)))
+        cur.execute(pg_sql)
+        got = [r[0] for r in cur.fetchall()]
+    assert got == expected
+    # and the key reaches dbt's sessions through PGOPTIONS, escaped
+    env = postgres.pii_session_env("k with space\\x")
+    assert env["PGOPTIONS"].endswith(f"-c {postgres.PII_SETTING}=k\\ with\\ space\\\\x")
+
+
+def test_raw_layer_on_postgres_equals_duckdb(built, pg):
+    with duckdb.connect(str(built), read_only=True) as con, postgres.cursor(pg) as cur:
+        counts, diffs = engines.compare_schema(con, cur, "raw")
+        cur.execute("select count(*) from raw.users where phone = ''")  # '' and NULL stay apart through COPY
+        pg_blank = cur.fetchone()[0]
+        duck_blank = con.execute("select count(*) from raw.users where phone = ''").fetchone()[0]
+    assert not diffs, "\n".join(diffs)
+    assert counts["events"] > 1000 and counts["users"] >= PERSONS and "_ingested_files" in counts
+    assert pg_blank == duck_blank
+
+
+@pytest.mark.parametrize("schema", ["staging", "intermediate", "marts"])
+def test_models_equal_table_by_table(built, pg, schema):
+    with duckdb.connect(str(built), read_only=True) as con, postgres.cursor(pg) as cur:
+        # int_identity_changes is relative to the previous build (empty on a first build on both)
+        counts, diffs = engines.compare_schema(con, cur, schema)
+        duck_types = {(t, c): ty for t, c, ty in con.execute(
+            "select table_name, column_name, data_type from duckdb_columns() where database_name = "
+            "current_database() and schema_name = ?", [schema]).fetchall()}
+        cur.execute("select table_name, column_name, data_type, numeric_precision, numeric_scale "
+                    "from information_schema.columns where table_schema = %s", (schema,))
+        pg_types = {(t, c): (ty, p, s) for t, c, ty, p, s in cur.fetchall()}
+    assert not diffs, "\n".join(diffs)
+    minimum = {"staging": 8, "intermediate": 20, "marts": 30}[schema]
+    assert len(counts) >= minimum and sum(counts.values()) > 0
+    if schema == "marts":
+        assert all(counts[t] > 0 for t in ("mart_kpi_daily", "mart_rfm", "dim_persons", "mart_cohort_retention"))
+    same = {"VARCHAR": ("text", "character varying"), "INTEGER": ("integer",), "BIGINT": ("bigint",),
+            "DOUBLE": ("double precision",), "DATE": ("date",), "BOOLEAN": ("boolean",),
+            "TIMESTAMP": ("timestamp without time zone",)}
+    wrong = []
+    for k, ty in duck_types.items():
+        pty = pg_types.get(k)
+        if ty.startswith("DECIMAL"):
+            ok = pty is not None and pty[0] == "numeric" and f"DECIMAL({pty[1]},{pty[2]})" == ty
+        else:
+            ok = pty is not None and pty[0] in same.get(ty, (ty.lower(),))
+        if not ok:
+            wrong.append(f"{k}: {ty} vs {pty}")
+    assert not wrong, "\n".join(wrong[:10])
+
+
+def test_golden_unit_tests_pass_on_postgres(built, pg):
+    """The hand-checked boundary cases (dbt unit tests) give the expected rows on Postgres too."""
+    res = run_dbt(RunContext.create(as_of=END, warehouse=built, target="postgres"), "test", select="test_type:unit",
+                  exclude=" ".join(DUCKDB_ONLY_UNIT_TESTS), progress=False)
+    passed = [r for r in res["nodes"] if r["status"] == "pass"]
+    assert len(passed) >= 25, [(r["name"], r["status"]) for r in res["nodes"]]
