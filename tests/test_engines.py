@@ -14,6 +14,8 @@ layer copied to Postgres (ulm.warehouse.postgres.sync_raw), and every model buil
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -38,7 +40,7 @@ TIMINGS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def pg(tmp_path_factory):
+def pg():
     """A private PostgreSQL cluster for this module; ULM_PG_* point at it while the module runs."""
     if not postgres.binaries_available():
         message = ("PostgreSQL server binaries not found: `apt-get install postgresql` (Debian package; "
@@ -46,7 +48,10 @@ def pg(tmp_path_factory):
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message)
         pytest.skip(message)
-    cluster = postgres.LocalCluster(tmp_path_factory.mktemp("pg"))
+    # not under pytest's base temp dir: a concurrent pytest session resets its mode to 0700, and the cluster's
+    # processes (user postgres when root) must reach their data dir until the end
+    root = Path(tempfile.mkdtemp(prefix="ulm-test-pg-"))
+    cluster = postgres.LocalCluster(root)
     cfg = cluster.start()
     saved = {k: os.environ.get(k) for k in cfg.env()}
     os.environ.update(cfg.env())
@@ -60,6 +65,7 @@ def pg(tmp_path_factory):
             else:
                 os.environ[k] = v
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +87,32 @@ def built(pg, tmp_path_factory) -> Path:
         TIMINGS[f"dbt run {target}"] = time.perf_counter() - t0
     print("\nengine timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
     return wh
+
+
+@pytest.fixture(scope="module")
+def core_built(pg, tmp_path_factory) -> tuple[Path, postgres.PgConfig]:
+    """The hand-built raw layer of tests/test_dbt_core.py (identity merges over phones and union ids, late-loaded
+    events, an erasure request, refunds) built for the core marts on both targets."""
+    from datetime import datetime
+
+    from test_dbt_core import AS_OF, CORE_MARTS, _append, _late_events, make_raw
+
+    wh = tmp_path_factory.mktemp("engines_core") / "wh.duckdb"
+    frames = make_raw(wh, loaded_at=datetime(2025, 4, 1))
+    _append(wh, "events", _late_events(frames), datetime(2025, 4, 25))
+    cfg = postgres.create_database(pg, "ulm_core")  # its own database: the generated set's tables stay apart
+    postgres.sync_raw(wh, cfg)
+    os.environ[postgres.ENV["dbname"]] = cfg.dbname
+    try:
+        for target in ("duckdb", "postgres"):
+            t0 = time.perf_counter()
+            run_dbt(RunContext.create(as_of=AS_OF, warehouse=wh, target=target), "run", select=CORE_MARTS,
+                    progress=False)
+            TIMINGS[f"core marts {target}"] = time.perf_counter() - t0
+    finally:
+        os.environ[postgres.ENV["dbname"]] = pg.dbname
+    print("\nengine timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
+    return wh, cfg
 
 
 def test_hash_pii_is_the_same_on_both_engines(pg, tmp_path):
@@ -151,6 +183,15 @@ def test_models_equal_table_by_table(built, pg, schema):
         if not ok:
             wrong.append(f"{k}: {ty} vs {pty}")
     assert not wrong, "\n".join(wrong[:10])
+
+
+@pytest.mark.parametrize("schema", ["staging", "intermediate", "marts"])
+def test_core_cases_equal_table_by_table(core_built, schema):
+    wh, cfg = core_built
+    with duckdb.connect(str(wh), read_only=True) as con, postgres.cursor(cfg) as cur:
+        counts, diffs = engines.compare_schema(con, cur, schema)
+    assert not diffs, "\n".join(diffs)
+    assert counts and all(n > 0 for t, n in counts.items() if t.startswith(("stg_", "mart_kpi", "dim_")))
 
 
 def test_golden_unit_tests_pass_on_postgres(built, pg):

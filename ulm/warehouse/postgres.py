@@ -154,9 +154,10 @@ class LocalCluster:
         return self.config
 
     def stop(self) -> None:
-        from ulm.orchestration.deploy import _as_postgres, _pg_bin, _run
+        from ulm.orchestration.deploy import _as_postgres, _give_to_postgres, _pg_bin, _run
 
         if (self.data / "postmaster.pid").exists():
+            _give_to_postgres(self.root)  # a parent's mode may have been reset since start (pytest resets its base)
             _run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]),
                  "PostgreSQL stop")
 
@@ -321,3 +322,21 @@ def sync_raw(warehouse: Path, cfg: PgConfig, schemas: tuple[str, ...] = SOURCE_S
         return copy_from_duckdb(con, cfg, schemas)
     finally:
         con.close()
+
+
+def create_database(cfg: PgConfig, dbname: str) -> PgConfig:
+    """A new (or existing) database on the same server, owned by the same user; its config."""
+    from dataclasses import replace
+
+    con = cfg.connect("postgres")
+    con.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    try:
+        with con.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", (dbname,))
+            if cur.fetchone() is None:
+                cur.execute(f'create database {_q(dbname)} owner {_q(cfg.user)}')
+    finally:
+        con.close()
+    out = replace(cfg, dbname=dbname)
+    prepare(out)
+    return out
