@@ -20,7 +20,9 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,10 +49,9 @@ class PgConfig:
 
     @classmethod
     def from_env(cls) -> PgConfig:
-        e = os.environ
-        return cls(host=e.get(ENV["host"], "127.0.0.1"), port=int(e.get(ENV["port"], "5432")),
-                   user=e.get(ENV["user"], "ulm"), dbname=e.get(ENV["dbname"], "ulm"),
-                   password=e.get(ENV["password"]) or e.get(DBT_PASSWORD_ENV) or None)
+        from ulm.core import settings
+
+        return cls(**settings.postgres())
 
     def env(self) -> dict[str, str]:
         """ULM_PG_* variables naming this database (the password included: for child processes only)."""
@@ -83,10 +84,9 @@ def _pg_options_escape(value: str) -> str:
 
 
 def pii_session_env(key: str) -> dict[str, str]:
-    """libpq's PGOPTIONS setting ``ulm.pii_key`` for every session of the process (dbt's connections)."""
-    opts = os.environ.get("PGOPTIONS", "")
-    opts = " ".join(o for o in opts.split(" -c ") if PII_SETTING not in o) if PII_SETTING in opts else opts
-    return {"PGOPTIONS": (opts + " " if opts else "") + f"-c {PII_SETTING}={_pg_options_escape(key)}"}
+    """libpq's PGOPTIONS setting ``ulm.pii_key`` for every session of the process (dbt's connections; it replaces
+    a PGOPTIONS of the caller for the dbt run)."""
+    return {"PGOPTIONS": f"-c {PII_SETTING}={_pg_options_escape(key)}"}
 
 
 # ----------------------------------------------------------------------------------------------- local cluster
@@ -97,12 +97,63 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def binaries_available() -> bool:
-    from ulm.orchestration.deploy import _pg_bin
+def pg_bin(name: str) -> str:
+    """A PostgreSQL server binary: on PATH, else Debian's /usr/lib/postgresql/<version>/bin (newest)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                      if p.parent.name.isdigit() else 0)
+    for bindir in reversed(versions):
+        if (bindir / name).exists():
+            return str(bindir / name)
+    raise UlmError(f"PostgreSQL's {name} is not installed: `apt-get install postgresql` (the Debian package)")
 
+
+def as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its binaries as the ``postgres`` user then (Debian creates it)."""
+    if os.geteuid() != 0:
+        return cmd
+    runuser = shutil.which("runuser")
+    if not runuser:
+        raise UlmError("running as root needs `runuser` (util-linux) to start PostgreSQL as user postgres")
+    return [runuser, "-u", "postgres", "--", *cmd]
+
+
+def give_to_postgres(path: Path) -> None:
+    """When root: ``path`` belongs to user postgres, and every parent lets others traverse it."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+
+    pw = pwd.getpwnam("postgres")
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    for parent in path.parents:  # the postgres user must be able to reach its data dir
+        if parent == Path("/"):
+            break
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            os.chmod(parent, mode | 0o001)
+
+
+def _run(cmd: list[str], what: str, timeout: float = 300) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        raise UlmError(f"{what} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+    return proc.stdout
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def binaries_available() -> bool:
     try:
-        _pg_bin("initdb")
-        _pg_bin("pg_ctl")
+        pg_bin("initdb")
+        pg_bin("pg_ctl")
     except UlmError:
         return False
     return True
@@ -119,28 +170,26 @@ class LocalCluster:
         self.config = PgConfig(port=self.port, user=user, dbname=dbname, password=secrets.token_hex(16))
 
     def start(self) -> PgConfig:
-        from ulm.orchestration.deploy import _as_postgres, _give_to_postgres, _pg_bin, _run, _write_private
-
         self.root.mkdir(parents=True, exist_ok=True)
-        _give_to_postgres(self.root)
+        give_to_postgres(self.root)
         if not (self.data / "PG_VERSION").exists():
             self.data.mkdir(parents=True, exist_ok=True)
             os.chmod(self.data, 0o700)
             pwfile = self.root / "pg.pw"
             _write_private(pwfile, self.config.password + "\n")
-            _give_to_postgres(pwfile)
-            _give_to_postgres(self.data)
+            give_to_postgres(pwfile)
+            give_to_postgres(self.data)
             try:
-                _run(_as_postgres([_pg_bin("initdb"), "-D", str(self.data), "-U", self.config.user, "--pwfile",
+                _run(as_postgres([pg_bin("initdb"), "-D", str(self.data), "-U", self.config.user, "--pwfile",
                                    str(pwfile), "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
                                    "-E", "UTF8", "--locale=C", "--no-instructions"]), "initdb")
             finally:
                 pwfile.unlink(missing_ok=True)
         self.log.touch()
-        _give_to_postgres(self.log)
+        give_to_postgres(self.log)
         opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
-        _run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
+        _run(as_postgres([pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
                            "-t", "60", "start"]), f"PostgreSQL start (log {self.log})")
         con = self.config.connect("postgres")
         con.autocommit = True
@@ -154,11 +203,9 @@ class LocalCluster:
         return self.config
 
     def stop(self) -> None:
-        from ulm.orchestration.deploy import _as_postgres, _give_to_postgres, _pg_bin, _run
-
         if (self.data / "postmaster.pid").exists():
-            _give_to_postgres(self.root)  # a parent's mode may have been reset since start (pytest resets its base)
-            _run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]),
+            give_to_postgres(self.root)  # a parent's mode may have been reset since start (pytest resets its base)
+            _run(as_postgres([pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]),
                  "PostgreSQL stop")
 
     def __enter__(self) -> PgConfig:
