@@ -200,3 +200,41 @@ def test_golden_unit_tests_pass_on_postgres(built, pg):
                   exclude=" ".join(DUCKDB_ONLY_UNIT_TESTS), progress=False)
     passed = [r for r in res["nodes"] if r["status"] == "pass"]
     assert len(passed) >= 25, [(r["name"], r["status"]) for r in res["nodes"]]
+
+
+def test_cli_ingest_build_and_publish_on_postgres(built, pg, tmp_path):
+    """`ulm ingest --target postgres` leaves Postgres raw equal to DuckDB raw; `ulm build --target postgres --dev`
+    builds there; a full build says why it needs --dev; the Postgres publish swaps a schema in one transaction."""
+    from click.testing import CliRunner
+
+    from ulm.cli import main
+
+    cfg = postgres.create_database(pg, "ulm_cli")
+    env = {postgres.ENV["dbname"]: cfg.dbname}
+    wh = tmp_path / "cli.duckdb"
+    runner = CliRunner()
+    res = runner.invoke(main, ["--warehouse", str(wh), "ingest", str(built.parent / "landing"), "--target",
+                               "postgres"], env=env)
+    assert res.exit_code == 0, res.output
+    assert "copied raw to PostgreSQL" in res.output
+    with duckdb.connect(str(wh), read_only=True) as con, postgres.cursor(cfg) as cur:
+        counts, diffs = engines.compare_schema(con, cur, "raw")
+    assert not diffs and counts["users"] >= PERSONS
+    res = runner.invoke(main, ["--warehouse", str(wh), "build", "--as-of", END.isoformat(), "--target", "postgres"],
+                        env=env)
+    assert res.exit_code != 0 and "--dev" in res.output
+    res = runner.invoke(main, ["--warehouse", str(wh), "build", "--as-of", END.isoformat(), "--target", "postgres",
+                               "--dev", "--select", "staging"], env=env)
+    assert res.exit_code == 0, res.output
+    with duckdb.connect(str(built), read_only=True) as con:
+        users = con.execute("select count(*) from staging.stg_users").fetchone()[0]
+    for _ in range(2):  # the first publish creates the target, the second swaps it
+        published = postgres.publish_schema(cfg, "dev_staging", "staging_published")
+        assert published["stg_users"] == users
+    with postgres.cursor(cfg) as cur:
+        cur.execute("select count(*) from staging_published.stg_users")
+        assert cur.fetchone()[0] == users
+        cur.execute("select schema_name from information_schema.schemata where schema_name like 'staging_published_%'")
+        assert cur.fetchall() == []
+    with pytest.raises(Exception, match="holds no relations"):
+        postgres.publish_schema(cfg, "no_such_schema", "x")

@@ -387,3 +387,34 @@ def create_database(cfg: PgConfig, dbname: str) -> PgConfig:
     out = replace(cfg, dbname=dbname)
     prepare(out)
     return out
+
+
+def publish_schema(cfg: PgConfig, source: str = "audit_marts", target: str = "marts") -> dict[str, int]:
+    """Publish on PostgreSQL: ``target`` := a copy of every table and view of ``source`` (views materialized), as a
+    schema swap in ONE transaction (copy into ``<target>__next``, rename ``target`` away, rename the copy in, drop
+    the old one). Readers see the old marts or the new ones, never a mix; ``source`` keeps its incremental state.
+    Returns ``{table: rows}``. Raises UlmError (nothing changed) when ``source`` has no relations."""
+    nxt, old = f"{target}__next", f"{target}__old"
+    con = cfg.connect()
+    try:
+        with con, con.cursor() as cur:
+            cur.execute("select table_name from information_schema.tables where table_schema = %s order by 1",
+                        (source,))
+            names = [r[0] for r in cur.fetchall()]
+            if not names:
+                raise UlmError(f"publish: schema {source} holds no relations on PostgreSQL; build first")
+            cur.execute(f"drop schema if exists {_q(nxt)} cascade")
+            cur.execute(f"create schema {_q(nxt)}")
+            counts: dict[str, int] = {}
+            for name in names:
+                cur.execute(f"create table {_q(nxt)}.{_q(name)} as select * from {_q(source)}.{_q(name)}")
+                counts[name] = cur.rowcount
+            cur.execute("select 1 from information_schema.schemata where schema_name = %s", (target,))
+            if cur.fetchone() is not None:
+                cur.execute(f"drop schema if exists {_q(old)} cascade")
+                cur.execute(f"alter schema {_q(target)} rename to {_q(old)}")
+            cur.execute(f"alter schema {_q(nxt)} rename to {_q(target)}")
+            cur.execute(f"drop schema if exists {_q(old)} cascade")
+        return counts
+    finally:
+        con.close()
