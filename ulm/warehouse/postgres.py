@@ -3,14 +3,16 @@
 * :class:`PgConfig` — where the Postgres warehouse is, from ``ULM_PG_HOST / _PORT / _USER / _DBNAME`` and the
   password from ``ULM_PG_PASSWORD`` only (no default secret). :meth:`PgConfig.dbt_env` is what dbt's ``postgres``
   output in ``dbt_project/profiles.yml`` reads;
-* :class:`LocalCluster` — initdb + pg_ctl of a private cluster in a directory, listening on 127.0.0.1 only (tests,
-  ``.ci/run``), reusing the deploy helpers that run PostgreSQL's binaries as user ``postgres`` when root;
+* :func:`pg_bin`, :func:`as_postgres`, :func:`give_to_postgres` — PostgreSQL's server binaries, run as user
+  ``postgres`` when root (shared with ``ulm deploy``, which imports them);
+* :class:`LocalCluster` — initdb + pg_ctl of a private cluster in a directory, listening on 127.0.0.1 only (tests);
 * :func:`copy_from_duckdb` — the raw layer on Postgres: ingest validates and quarantines in DuckDB as on the
   ``duckdb`` target, then the DuckDB tables of ``raw`` (and ``ml``) are copied to Postgres with ``COPY FROM STDIN``
   (CSV), one transaction per table, so Postgres ``raw`` equals DuckDB ``raw``. DuckDB's postgres extension is not
   used: extensions download from outside the package registries, which this project cannot depend on.
-* :func:`prepare` — what a dbt run on Postgres needs: the ``pgcrypto`` extension (``hmac()`` for ``hash_pii``)
-  and the source schemas.
+* :func:`prepare` — what a dbt run on Postgres needs: the ``pgcrypto`` extension (``hmac()`` for ``hash_pii``),
+  ``public.ulm_money`` (money means rounded as DuckDB rounds them), the ``double`` domain and the source schemas;
+* :func:`publish_schema` — the Postgres publish: a schema swap in one transaction.
 
 The PII key reaches Postgres as the session setting ``ulm.pii_key`` through libpq's ``PGOPTIONS`` in the dbt
 process's environment (:func:`pii_session_env`): it never appears in compiled SQL, dbt's logs or a table.
@@ -23,7 +25,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -331,18 +332,6 @@ def cursor(cfg: PgConfig) -> Iterator[Any]:
             yield cur
     finally:
         con.close()
-
-
-def wait_ready(cfg: PgConfig, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            cfg.connect().close()
-            return
-        except UlmError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def ensure_sources(duck: Any, cfg: PgConfig, schemas: tuple[str, ...] = SOURCE_SCHEMAS) -> dict[str, int]:
