@@ -19,6 +19,11 @@
   cast(timezone('{{ p("business_timezone") }}', timezone('UTC', {{ ts_col }})) as date)
 {%- endmacro %}
 
+{#- PostgreSQL's timezone(zone, timestamp) / timezone(zone, timestamptz) mean what DuckDB's do. -#}
+{% macro postgres__business_date(ts_col) -%}
+  {{ duckdb__business_date(ts_col) }}
+{%- endmacro %}
+
 {#- The UTC instant (naive) at which business day `date_expr` starts; used for cheap pre-filters on raw timestamps. -#}
 {% macro business_day_start_utc(date_expr) -%}
   {{ return(adapter.dispatch('business_day_start_utc', 'ulm')(date_expr)) }}
@@ -26,6 +31,10 @@
 
 {% macro duckdb__business_day_start_utc(date_expr) -%}
   cast(timezone('UTC', timezone('{{ p("business_timezone") }}', cast({{ date_expr }} as timestamp))) as timestamp)
+{%- endmacro %}
+
+{% macro postgres__business_day_start_utc(date_expr) -%}
+  {{ duckdb__business_day_start_utc(date_expr) }}
 {%- endmacro %}
 
 {% macro add_days(date_expr, n) -%}
@@ -40,6 +49,11 @@
   (cast({{ date_expr }} as date) + cast({{ n }} as integer))
 {%- endmacro %}
 
+{#- PostgreSQL: date + integer is a date, date - date an integer, as on DuckDB. -#}
+{% macro postgres__add_days(date_expr, n) -%}
+  {{ duckdb__add_days(date_expr, n) }}
+{%- endmacro %}
+
 {% macro days_between(start_expr, end_expr) -%}
   {{ return(adapter.dispatch('days_between', 'ulm')(start_expr, end_expr)) }}
 {%- endmacro %}
@@ -50,6 +64,10 @@
 
 {% macro duckdb__days_between(start_expr, end_expr) -%}
   cast(cast({{ end_expr }} as date) - cast({{ start_expr }} as date) as integer)
+{%- endmacro %}
+
+{% macro postgres__days_between(start_expr, end_expr) -%}
+  {{ duckdb__days_between(start_expr, end_expr) }}
 {%- endmacro %}
 
 {% macro period_start(grain, date_expr) -%}
@@ -77,7 +95,7 @@
   {%- if grain == 'day' -%}
     {{ days_between(start_expr, end_expr) }}
   {%- elif grain == 'week' -%}
-    ({{ days_between(start_expr, end_expr) }} // 7)
+    {{ int_div(days_between(start_expr, end_expr), 7) }}
   {%- else -%}
     cast({{ dbt.datediff(start_expr, end_expr, 'month') }} as integer)
   {%- endif -%}
@@ -91,4 +109,9 @@
 {% macro duckdb__day_spine(start_expr, end_expr) -%}
   select cast(generate_series as date) as spine_date
   from generate_series(cast({{ start_expr }} as date), cast({{ end_expr }} as date), interval 1 day)
+{%- endmacro %}
+
+{% macro postgres__day_spine(start_expr, end_expr) -%}
+  select cast(d as date) as spine_date
+  from generate_series(cast({{ start_expr }} as timestamp), cast({{ end_expr }} as timestamp), interval '1 day') as g(d)
 {%- endmacro %}

@@ -105,8 +105,8 @@ with_cac as (
     select
         economics.*,
         -- means of cohort totals: bounded only by the total (a one-person cohort), so DECIMAL(38,2) as well
-        {{ money_total('spend / nullif(new_persons, 0)') }} as cac,
-        {{ money_total('spend / nullif(paying_persons, 0)') }} as cost_per_paying_person
+        {{ money_total(money_ratio('spend', 'nullif(new_persons, 0)')) }} as cac,
+        {{ money_total(money_ratio('spend', 'nullif(paying_persons, 0)')) }} as cost_per_paying_person
     from economics
 ),
 
@@ -148,28 +148,28 @@ final as (
         {%- if with_totals %}
         {%- for n in ltv_days %}
         -- cohort total over days 0..{{ n - 1 }}, null (like the per-person value) until the cohort month is {{ n }} days old
-        case
+        cast(case
             when with_cac.new_persons > 0
                  and {{ marts_month_end('with_cac.cohort_month') }} <= {{ marts_days_before(n) }}
                 then {{ money_total('coalesce(realized.net_revenue_' ~ n ~ 'd, 0)') }}
-        end as realized_net_revenue_{{ n }}d,
+        end as decimal(38, 2)) as realized_net_revenue_{{ n }}d,
         {%- endfor %}
         {%- endif %}
         {%- for n in ltv_days %}
         cast(case
             when with_cac.new_persons > 0
                  and {{ marts_month_end('with_cac.cohort_month') }} <= {{ marts_days_before(n) }}
-                then coalesce(realized.net_revenue_{{ n }}d, 0) / with_cac.new_persons
+                then {{ money_ratio('coalesce(realized.net_revenue_' ~ n ~ 'd, 0)', 'with_cac.new_persons') }}
         end as decimal(38, 2)) as realized_net_revenue_per_person_{{ n }}d,
         {%- endfor %}
         {%- if with_totals %}
         with_cac.total_predicted_ltv as predicted_ltv_total,
         {%- endif %}
-        {{ money_total('with_cac.total_predicted_ltv / nullif(with_cac.new_persons, 0)') }} as predicted_ltv_per_person,
+        {{ money_total(money_ratio('with_cac.total_predicted_ltv', 'nullif(with_cac.new_persons, 0)')) }} as predicted_ltv_per_person,
         case when with_cac.has_model_scores then 'model' else 'realized' end as ltv_source,
         -- (total LTV / persons) / (spend / persons), computed without intermediate rounding
         cast(case when with_cac.new_persons > 0 and with_cac.spend > 0
-                  then with_cac.total_predicted_ltv / with_cac.spend end as double) as ltv_cac_ratio,
+                  then {{ div('with_cac.total_predicted_ltv', 'with_cac.spend') }} end as {{ type_double() }}) as ltv_cac_ratio,
         -- strictly below the threshold, compared exactly in decimals; unknown ratio (no CAC) -> not paused
         coalesce(with_cac.new_persons > 0 and with_cac.spend > 0
                  and with_cac.total_predicted_ltv < {{ p('ltv_cac_pause_threshold') }} * with_cac.spend, false)

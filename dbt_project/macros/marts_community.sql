@@ -44,13 +44,13 @@ period_metrics as (
             order by periods.period_start rows between unbounded preceding and current row
         ) as bigint) as members_to_date,
         coalesce(period_activity.check_in_persons, 0) as check_in_persons,
-        cast(period_activity.check_in_persons as double) / nullif(period_activity.active_persons, 0) as check_in_rate,
+        cast(period_activity.check_in_persons as {{ type_double() }}) / nullif(period_activity.active_persons, 0) as check_in_rate,
         coalesce(period_activity.ugc_posters, 0) as ugc_posters,
         coalesce(period_activity.ugc_posts, 0) as ugc_posts,
-        cast(period_activity.ugc_posters as double) / nullif(period_activity.active_persons, 0) as ugc_share,
+        cast(period_activity.ugc_posters as {{ type_double() }}) / nullif(period_activity.active_persons, 0) as ugc_share,
         coalesce(period_activity.content_views, 0) as content_views,
         coalesce(period_activity.content_interactions, 0) as content_interactions,
-        cast(period_activity.content_interactions as double) / nullif(period_activity.content_views, 0) as content_interaction_rate
+        cast(period_activity.content_interactions as {{ type_double() }}) / nullif(period_activity.content_views, 0) as content_interaction_rate
     from periods
     left join period_activity on period_activity.period_start = periods.period_start
     left join period_joins on period_joins.period_start = periods.period_start

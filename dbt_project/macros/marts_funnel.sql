@@ -125,12 +125,12 @@ final as (
         {%- endfor %}
         case when is_mature_monetized then cast(monetized as integer) end as monetized,
         case when is_mature_referred then cast(referred as integer) end as referred,
-        case when is_mature_activation then activated / acquired end as activation_rate,
+        case when is_mature_activation then {{ div('activated', 'acquired') }} end as activation_rate,
         {%- for n in retention_days %}
-        case when is_mature_d{{ n }} then retained_d{{ n }} / acquired end as retained_d{{ n }}_rate,
+        case when is_mature_d{{ n }} then {{ div('retained_d' ~ n, 'acquired') }} end as retained_d{{ n }}_rate,
         {%- endfor %}
-        case when is_mature_monetized then monetized / acquired end as monetized_rate,
-        case when is_mature_referred then referred / acquired end as referred_rate,
+        case when is_mature_monetized then {{ div('monetized', 'acquired') }} end as monetized_rate,
+        case when is_mature_referred then {{ div('referred', 'acquired') }} end as referred_rate,
         is_mature_activation
         {%- for n in retention_days %}
         and is_mature_d{{ n }}

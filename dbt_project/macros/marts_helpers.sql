@@ -21,7 +21,7 @@
 
 {#- docs/METRICS.md#segmentation-and-tiers quintile score from rank() worst-first over n persons: ties share a score, 5 is best. -#}
 {% macro marts_quintile_score(rank_expr, n_expr) -%}
-  least(5, 1 + floor(5 * ({{ rank_expr }} - 1) / {{ n_expr }}))
+  least(5, 1 + floor({{ div('5 * (' ~ rank_expr ~ ' - 1)', n_expr) }}))
 {%- endmacro %}
 
 {#- A param as an exact decimal so that fractions such as 0.1 * n compare without float error. -#}
@@ -40,6 +40,11 @@
 
 {% macro duckdb__marts_hash_bucket(key_expr, buckets) -%}
   (cast('0x' || left({{ dbt.hash(key_expr) }}, 8) as ubigint) % {{ buckets }})
+{%- endmacro %}
+
+{#- The same number on PostgreSQL: the first 8 hex digits of the md5 as an unsigned 32-bit integer. -#}
+{% macro postgres__marts_hash_bucket(key_expr, buckets) -%}
+  (cast(cast(('x' || left({{ dbt.hash(key_expr) }}, 8)) as bit(32)) as bigint) % {{ buckets }})
 {%- endmacro %}
 
 {#- docs/METRICS.md#interventions holdout flag: hash of person_id and rule_id, holdout_pct percent of persons per rule. -#}

@@ -16,7 +16,7 @@ import click
 
 from ulm import __version__
 from ulm.core import settings as _settings
-from ulm.core.context import RunContext
+from ulm.core.context import TARGETS, RunContext
 from ulm.core.errors import UlmError
 
 log = logging.getLogger("ulm")
@@ -73,6 +73,11 @@ def _writer(ctx: click.Context, what: str, wait_seconds: float = 0.0):
 _wait_option = click.option(
     "--wait", "wait_seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
     help="Seconds to wait for another command holding the warehouse's write lock before giving up.")
+
+
+_target_option = click.option(
+    "--target", type=click.Choice(TARGETS), default="duckdb", show_default=True,
+    help="dbt target (dbt_project/profiles.yml): duckdb, or postgres (connection from ULM_PG_*; issue #15).")
 
 
 def _context(ctx: click.Context, **fields) -> RunContext:
@@ -142,9 +147,10 @@ def generate(out_dir, persons, days, end_date, seed, defects, truth_dir, fmt):
 @click.option("--until", callback=_parse_date, default=None,
               help="Only files whose date stamp is on or before this day.")
 @_wait_option
+@_target_option
 @click.pass_context
 @friendly_errors
-def ingest(ctx, landing_dir, cdnow_file, until, wait_seconds):
+def ingest(ctx, landing_dir, cdnow_file, until, wait_seconds, target):
     """Validate landing files against the contract and load them into the `raw` schema.
 
     Invalid rows go to raw.quarantine with a reason; every load is reconciled in raw.load_audit.
@@ -172,6 +178,13 @@ def ingest(ctx, landing_dir, cdnow_file, until, wait_seconds):
                 click.secho(f"also failed: {line}", fg="red", err=True)
             raise
     _print_summary(f"ingested into {wh}", summary)
+    if target == "postgres":  # validated and quarantined in DuckDB as always; then Postgres raw := DuckDB raw
+        from ulm.warehouse import postgres
+
+        cfg = postgres.PgConfig.from_env()
+        copied = postgres.sync_raw(wh, cfg)
+        click.echo(f"copied raw to PostgreSQL {cfg.host}:{cfg.port}/{cfg.dbname}: {len(copied)} tables, "
+                   f"{sum(copied.values())} rows")
 
 
 @main.command()
@@ -182,9 +195,10 @@ def ingest(ctx, landing_dir, cdnow_file, until, wait_seconds):
 @click.option("--select", default=None, help="dbt selection (only with --dev: a partial build is never published).")
 @click.option("--unit-tests", is_flag=True, help="Also run the dbt unit tests (CI runs them; daily builds skip them).")
 @_wait_option
+@_target_option
 @click.pass_context
 @friendly_errors
-def build(ctx, as_of, full_refresh, dev, select, unit_tests, wait_seconds):
+def build(ctx, as_of, full_refresh, dev, select, unit_tests, wait_seconds, target):
     """Build the marts as of a business date: write-audit-publish, exactly like the daily DAG.
 
     dbt build into the audit_* schemas -> Gate 2 (staging) -> Gate 3 (marts) -> atomic publish of `marts`
@@ -196,8 +210,11 @@ def build(ctx, as_of, full_refresh, dev, select, unit_tests, wait_seconds):
 
     if select and not dev:
         raise UlmError("--select builds part of the project, which is never published: add --dev")
+    if target != "duckdb" and not dev:
+        raise UlmError(f"--target {target}: the gates and the publish run on DuckDB only so far (issue #15); "
+                       "add --dev for a developer build on that target")
     ensure_local_pii_key()
-    run_ctx = _context(ctx, as_of=as_of)
+    run_ctx = _context(ctx, as_of=as_of, target=target)
     with _writer(ctx, f"ulm build --as-of {as_of}", wait_seconds):
         if dev:
             summary = dev_build(run_ctx, full_refresh=full_refresh, select=select, unit_tests=unit_tests)

@@ -54,6 +54,11 @@ ENV_VARS: dict[str, str] = {
     "ULM_DEPLOY_PG_PASSWORD": "secret: PostgreSQL password of `ulm deploy` (default: generated into deploy/secrets.env)",
     "ULM_DEPLOY_REDIS_PASSWORD": "secret: Redis password of `ulm deploy` (default: generated)",
     "ULM_DEPLOY_ADMIN_PASSWORD": "secret: password of the Airflow user admin of `ulm deploy` (default: generated)",
+    "ULM_PG_HOST": "PostgreSQL warehouse of the dbt target `postgres` (issue #15): host (default 127.0.0.1)",
+    "ULM_PG_PORT": "PostgreSQL warehouse port (default 5432)",
+    "ULM_PG_USER": "PostgreSQL warehouse user (default ulm)",
+    "ULM_PG_DBNAME": "PostgreSQL warehouse database (default ulm)",
+    "ULM_PG_PASSWORD": "secret: PostgreSQL warehouse password (no default)",
     "ULM_DEBUG": "1: print tracebacks instead of one-line errors",
     "ULM_BENCH_KEEP": "1: keep the benchmark work directory",
     # set by the in-process runner for its child (not for users)
@@ -210,6 +215,13 @@ def cdnow_dir() -> Path:
 def pii_key() -> str | None:
     """The PII hashing key from the environment (``ULM_PII_KEY``, or the copy dbt receives), or None."""
     return _env(PII_KEY_ENV) or _env(DBT_PII_KEY_ENV)
+
+
+def postgres() -> dict[str, Any]:
+    """The PostgreSQL warehouse of the ``postgres`` dbt target (``ULM_PG_*``); the password only from there."""
+    return {"host": _env("ULM_PG_HOST", "127.0.0.1"), "port": _int("ULM_PG_PORT", 5432),
+            "user": _env("ULM_PG_USER", "ulm"), "dbname": _env("ULM_PG_DBNAME", "ulm"),
+            "password": _env("ULM_PG_PASSWORD") or _env("DBT_ENV_SECRET_ULM_PG_PASSWORD")}
 
 
 def suppression_key() -> str | None:

@@ -39,6 +39,11 @@ from ulm.core.context import RunContext
 from ulm.core.errors import UlmError
 from ulm.orchestration.airflow_env import airflow_env, ensure_airflow_db, ensure_manifest, venv_bin
 
+# PostgreSQL's binaries, run as user postgres when root: shared with the postgres dbt target's private cluster
+from ulm.warehouse.postgres import as_postgres as _as_postgres
+from ulm.warehouse.postgres import give_to_postgres as _give_to_postgres
+from ulm.warehouse.postgres import pg_bin as _pg_bin
+
 SECRET_NAMES = ("ULM_DEPLOY_PG_PASSWORD", "ULM_DEPLOY_REDIS_PASSWORD", "AIRFLOW__CORE__FERNET_KEY",
                 "AIRFLOW__API_AUTH__JWT_SECRET", "ULM_DEPLOY_ADMIN_PASSWORD")
 ADMIN = "admin"
@@ -190,49 +195,11 @@ def deploy_env(lay: Layout, sec: dict[str, str], ctx: RunContext | None = None) 
 
 # ----------------------------------------------------------------------------------------------- binaries
 
-def _pg_bin(name: str) -> str:
-    """A PostgreSQL server binary: on PATH, else Debian's /usr/lib/postgresql/<version>/bin (newest)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
-                      if p.parent.name.isdigit() else 0)
-    for bindir in reversed(versions):
-        if (bindir / name).exists():
-            return str(bindir / name)
-    raise UlmError(f"PostgreSQL's {name} is not installed: `apt-get install postgresql` (the Debian package)")
-
-
 def _redis_bin() -> str:
     found = shutil.which("redis-server")
     if not found:
         raise UlmError("redis-server is not installed: `apt-get install redis-server` (the Debian package)")
     return found
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its binaries as the ``postgres`` user then (Debian creates it)."""
-    if os.geteuid() != 0:
-        return cmd
-    runuser = shutil.which("runuser")
-    if not runuser:
-        raise UlmError("running as root needs `runuser` (util-linux) to start PostgreSQL as user postgres")
-    return [runuser, "-u", "postgres", "--", *cmd]
-
-
-def _give_to_postgres(path: Path) -> None:
-    if os.geteuid() != 0:
-        return
-    import pwd
-
-    pw = pwd.getpwnam("postgres")
-    os.chown(path, pw.pw_uid, pw.pw_gid)
-    for parent in path.parents:  # the postgres user must be able to reach its data dir
-        if parent == Path("/"):
-            break
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            os.chmod(parent, mode | 0o001)
 
 
 # ----------------------------------------------------------------------------------------------- services

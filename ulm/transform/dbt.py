@@ -26,11 +26,17 @@ FAILED_STATUSES = {"error", "fail", "runtime error"}
 def dbt_process_env(ctx: RunContext) -> dict[str, str]:
     """Everything a dbt process needs to know about the run (the only channel from ULM to dbt)."""
     key = require_pii_key()
-    return {**ctx.dbt_env(), _settings.DBT_PII_KEY_ENV: key,
-            "ULM_DBT_THREADS": str(_settings.settings().dbt_threads)}
+    env = {**ctx.dbt_env(), _settings.DBT_PII_KEY_ENV: key,
+           "ULM_DBT_THREADS": str(_settings.settings().dbt_threads)}
+    if ctx.target == "postgres":  # connection from ULM_PG_*; the key as session setting ulm.pii_key (PGOPTIONS)
+        from ulm.warehouse import postgres
+
+        env.update(postgres.PgConfig.from_env().dbt_env())
+        env.update(postgres.pii_session_env(key))
+    return env
 
 
-def ensure_sources(warehouse: Path) -> None:
+def ensure_sources(warehouse: Path, target: str = "duckdb") -> None:
     """Create the ``raw`` and ``ml`` tables dbt reads (empty when nothing was loaded or scored yet), and check that
     the PII key is the one the warehouse was built with (recorded on first use; docs/PRIVACY.md#key-safety).
 
@@ -41,6 +47,10 @@ def ensure_sources(warehouse: Path) -> None:
         ensure_raw_schema(con)
         ensure_ml_schema(con)
         verify_key(con, "pii")
+        if target == "postgres":  # the same source tables on Postgres (copied when missing there)
+            from ulm.warehouse import postgres
+
+            postgres.ensure_sources(con, postgres.PgConfig.from_env())
     finally:
         con.close()
 
@@ -67,7 +77,7 @@ def _process_env(env: dict[str, str]) -> Iterator[None]:
 
 
 def dbt_args(command: str, ctx: RunContext, full_refresh: bool = False, select: str | None = None,
-             progress: bool = True, unit_tests: bool = False) -> list[str]:
+             progress: bool = True, unit_tests: bool = False, exclude: str | None = None) -> list[str]:
     """Command-line arguments for one dbt invocation on this project and the context's warehouse.
 
     A production `build` skips dbt unit tests (they test SQL logic on fixed fixtures, not the data, and belong in CI:
@@ -89,6 +99,8 @@ def dbt_args(command: str, ctx: RunContext, full_refresh: bool = False, select: 
     if select:
         # only data tests whose every parent is selected (a partial build must not test unbuilt models)
         args += ["--select", select, "--indirect-selection", "cautious"]
+    if exclude:
+        args += ["--exclude", exclude]
     if command == "build" and not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
     if not progress:
@@ -156,14 +168,14 @@ def summary_lines(summary: dict[str, Any], slowest: int = 5) -> list[str]:
 
 
 def run_dbt(ctx: RunContext, command: str, full_refresh: bool = False, select: str | None = None,
-            progress: bool = True, unit_tests: bool = False) -> dict[str, Any]:
+            progress: bool = True, unit_tests: bool = False, exclude: str | None = None) -> dict[str, Any]:
     """Run one dbt command (`build`, `run`, `test`, `docs`) for the context; see :func:`build`."""
     from dbt.cli.main import dbtRunner
 
     as_of = ctx.require_as_of()
     env = dbt_process_env(ctx)
-    ensure_sources(ctx.warehouse)
-    args = dbt_args(command, ctx, full_refresh, select, progress, unit_tests)
+    ensure_sources(ctx.warehouse, ctx.target)
+    args = dbt_args(command, ctx, full_refresh, select, progress, unit_tests, exclude)
     started = time.perf_counter()
     with _process_env(env):
         try:
@@ -193,7 +205,7 @@ def compile_inline(ctx: RunContext, sql: str) -> str:
     from dbt.cli.main import dbtRunner
 
     env = dbt_process_env(ctx)
-    ensure_sources(ctx.warehouse)
+    ensure_sources(ctx.warehouse, ctx.target)
     with _process_env(env):
         try:
             res = dbtRunner().invoke(dbt_args("compile", ctx, progress=False) + ["--inline", sql])

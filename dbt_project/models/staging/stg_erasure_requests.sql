@@ -8,12 +8,12 @@ requests as (
 ),
 
 final as (
-    select
+    select {{ first_row_select('request_id') }}
         request_id,
         {{ hash_pii('user_id') }} as user_id_hash,
         requested_at
     from requests
-    qualify row_number() over (partition by request_id order by _loaded_at, _load_id, _source_file) = 1
+    {{ first_row_per('request_id', '_loaded_at, _load_id, _source_file') }}
 )
 
 select * from final

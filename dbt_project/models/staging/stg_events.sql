@@ -37,9 +37,9 @@ windowed as (
 ),
 
 deduplicated as (
-    select *
+    select {{ first_row_select('event_id') }} *
     from windowed
-    qualify row_number() over (partition by event_id order by _loaded_at, _load_id, _source_file) = 1
+    {{ first_row_per('event_id', '_loaded_at, _load_id, _source_file') }}
 ),
 
 final as (

@@ -12,9 +12,9 @@ users as (
 ),
 
 deduplicated as (
-    select *
+    select {{ first_row_select('invite_id') }} *
     from invites
-    qualify row_number() over (partition by invite_id order by _loaded_at, _load_id, _source_file) = 1
+    {{ first_row_per('invite_id', '_loaded_at, _load_id, _source_file') }}
 ),
 
 dated as (

@@ -7,11 +7,10 @@ spend as (
 ),
 
 deduplicated as (
-    select *
+    select {{ first_row_select('spend_date, acquisition_channel, platform') }} *
     from spend
     where spend_date <= {{ as_of_date() }}
-    qualify row_number() over (
-        partition by spend_date, acquisition_channel, platform order by _loaded_at, _load_id, _source_file) = 1
+    {{ first_row_per('spend_date, acquisition_channel, platform', '_loaded_at, _load_id, _source_file') }}
 ),
 
 final as (

@@ -10,9 +10,9 @@ users as (
 ),
 
 deduplicated as (
-    select *
+    select {{ first_row_select('response_id') }} *
     from responses
-    qualify row_number() over (partition by response_id order by _loaded_at, _load_id, _source_file) = 1
+    {{ first_row_per('response_id', '_loaded_at, _load_id, _source_file') }}
 ),
 
 final as (

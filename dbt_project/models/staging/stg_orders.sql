@@ -36,9 +36,9 @@ windowed as (
 ),
 
 deduplicated as (
-    select *
+    select {{ first_row_select('order_id') }} *
     from windowed
-    qualify row_number() over (partition by order_id order by _loaded_at, _load_id, _source_file) = 1
+    {{ first_row_per('order_id', '_loaded_at, _load_id, _source_file') }}
 ),
 
 final as (

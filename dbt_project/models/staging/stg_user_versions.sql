@@ -15,7 +15,7 @@ erased as (
 ),
 
 versions as (
-    select
+    select {{ first_row_select('user_id, consent_updated_at') }}
         *,
         row_number() over (
             partition by user_id
@@ -25,9 +25,7 @@ versions as (
     where user_id not in (select user_id from erased)
     -- the loader never lands two versions with the same consent_updated_at; if a file was loaded twice
     -- under different names, the earliest load wins
-    qualify row_number() over (
-        partition by user_id, consent_updated_at order by _loaded_at, _load_id, _source_file
-    ) = 1
+    {{ first_row_per('user_id, consent_updated_at', '_loaded_at, _load_id, _source_file') }}
 ),
 
 final as (

@@ -8,11 +8,11 @@ versions as (
 ),
 
 as_of_state as (
-    select *
+    select {{ first_row_select('user_id') }} *
     from versions
     where registered_date <= {{ as_of_date() }}
       and (version_number = 1 or {{ business_date('valid_from') }} <= {{ as_of_date() }})
-    qualify row_number() over (partition by user_id order by version_number desc) = 1
+    {{ first_row_per('user_id', 'version_number desc') }}
 ),
 
 final as (

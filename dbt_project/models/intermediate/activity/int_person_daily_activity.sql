@@ -50,7 +50,7 @@ selected_events as (
     select * from events where person_id in (select person_id from changed_persons)
     union
     select e.* from events as e
-    semi join late_days as l on e.person_id = l.person_id and e.event_date = l.activity_date
+    where exists (select 1 from late_days as l where e.person_id = l.person_id and e.event_date = l.activity_date)
     {%- endif %}
 ),
 

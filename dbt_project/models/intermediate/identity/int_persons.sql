@@ -27,9 +27,9 @@ earliest as (
 person_rollup as (
     select
         person_id,
-        arg_min(city_tier, case when city_tier is not null then account_rank end) as city_tier,
-        arg_min(age_band, case when age_band is not null then account_rank end) as age_band,
-        arg_min(region, case when region is not null then account_rank end) as region,
+        {{ arg_min('city_tier', 'case when city_tier is not null then account_rank end') }} as city_tier,
+        {{ arg_min('age_band', 'case when age_band is not null then account_rank end') }} as age_band,
+        {{ arg_min('region', 'case when region is not null then account_rank end') }} as region,
         bool_or(coalesce(region = 'EU', false)) as is_eu,
         bool_and(consent_analytics) as consent_analytics,
         bool_and(consent_marketing) as consent_marketing,

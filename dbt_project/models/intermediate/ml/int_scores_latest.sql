@@ -11,17 +11,17 @@ persons as (
 ),
 
 final as (
-    select
+    select {{ first_row_select('s.person_id') }}
         s.person_id,
         s.score_date,
-        cast(s.churn_probability as double) as churn_probability,
+        cast(s.churn_probability as {{ type_double() }}) as churn_probability,
         cast(s.predicted_ltv_365 as decimal(18, 2)) as predicted_ltv_365,
         s.churn_model_version,
         s.ltv_model_version
     from scores as s
     inner join persons as p on s.person_id = p.person_id
     where s.score_date <= {{ as_of_date() }}
-    qualify row_number() over (partition by s.person_id order by s.score_date desc) = 1
+    {{ first_row_per('s.person_id', 's.score_date desc') }}
 )
 
 select * from final

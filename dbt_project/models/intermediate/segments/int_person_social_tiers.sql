@@ -51,7 +51,7 @@ tiered as (
 final as (
     select
         person_id,
-        max(case when which = 'current' then net_revenue_window end) as net_revenue_30d,
+        {{ money_total("max(case when which = 'current' then net_revenue_window end)") }} as net_revenue_30d,
         coalesce(max(case when which = 'current' then shares_window end), 0) as shares_30d,
         coalesce(max(case when which = 'current' then share_days_streak_window end), 0) >= {{ streak_days }}
             as has_share_streak,

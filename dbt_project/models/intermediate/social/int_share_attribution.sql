@@ -15,7 +15,7 @@ persons as (
 shares as (
     select
         share_id,
-        arg_min(person_id, event_ts) as sharer_person_id,
+        {{ arg_min('person_id', 'event_ts') }} as sharer_person_id,
         min(event_date) as share_date,
         cast(count(*) as integer) as n_share_events
     from events
@@ -26,7 +26,7 @@ shares as (
 first_events as (
     select
         person_id,
-        arg_min(share_id, (event_ts, event_id)) as share_id,
+        {{ arg_min('share_id', '(event_ts, event_id)') }} as share_id,
         min(event_date) as first_event_date
     from events
     group by person_id

@@ -57,7 +57,7 @@ persons_by_age as (
 
 ages as (
     -- every age 0..oldest per channel, so that each day offset finds its count by equality
-    select acquisition_channel, cast(unnest(generate_series(0, max(age))) as integer) as age
+    select acquisition_channel, cast({{ int_series(0, 'max(age)') }} as integer) as age
     from persons_by_age
     group by 1
 ),
@@ -93,7 +93,7 @@ revenue_curve as (
     select
         acquisition_channel,
         day_offset,
-        sum(cast(net_revenue as double) / observed_persons) over (
+        sum(cast(net_revenue as {{ type_double() }}) / observed_persons) over (
             partition by acquisition_channel
             order by day_offset
             rows between unbounded preceding and current row
@@ -106,7 +106,7 @@ payback as (
     from totals
     inner join revenue_curve on revenue_curve.acquisition_channel = totals.acquisition_channel
     where totals.new_persons > 0
-      and revenue_curve.cumulative_net_revenue_per_person >= cast(totals.spend as double) / totals.new_persons
+      and revenue_curve.cumulative_net_revenue_per_person >= cast(totals.spend as {{ type_double() }}) / totals.new_persons
     group by 1
 ),
 
@@ -118,19 +118,19 @@ final as (
         totals.spend,
         totals.new_persons,
         totals.paying_persons,
-        {{ money_total('totals.spend / nullif(totals.new_persons, 0)') }} as cac,
-        {{ money_total('totals.spend / nullif(totals.paying_persons, 0)') }} as cost_per_paying_person,
+        {{ money_total(money_ratio('totals.spend', 'nullif(totals.new_persons, 0)')) }} as cac,
+        {{ money_total(money_ratio('totals.spend', 'nullif(totals.paying_persons, 0)')) }} as cost_per_paying_person,
         {%- for n in ltv_days %}
         totals.matured_persons_{{ n }}d,
         totals.realized_net_revenue_{{ n }}d,
-        {{ money_total('totals.realized_net_revenue_' ~ n ~ 'd / nullif(totals.matured_persons_' ~ n ~ 'd, 0)') }}
+        {{ money_total(money_ratio('totals.realized_net_revenue_' ~ n ~ 'd', 'nullif(totals.matured_persons_' ~ n ~ 'd, 0)')) }}
             as realized_net_revenue_per_person_{{ n }}d,
         {%- endfor %}
         totals.predicted_ltv_total,
-        {{ money_total('totals.predicted_ltv_total / nullif(totals.new_persons, 0)') }} as predicted_ltv_per_person,
+        {{ money_total(money_ratio('totals.predicted_ltv_total', 'nullif(totals.new_persons, 0)')) }} as predicted_ltv_per_person,
         case when totals.has_model_scores then 'model' else 'realized' end as ltv_source,
         cast(case when totals.new_persons > 0 and totals.spend > 0
-                  then totals.predicted_ltv_total / totals.spend end as double) as ltv_cac_ratio,
+                  then {{ div('totals.predicted_ltv_total', 'totals.spend') }} end as {{ type_double() }}) as ltv_cac_ratio,
         coalesce(totals.new_persons > 0 and totals.spend > 0
                  and totals.predicted_ltv_total < {{ p('ltv_cac_pause_threshold') }} * totals.spend, false)
             as pause_recommended,

@@ -45,9 +45,9 @@ final as (
         {%- endfor %}
         coalesce(funnel.funnel_joiners, 0) as funnel_joiners,
         case when {{ marts_month_end('period_metrics.period_start') }} <= {{ marts_days_before(funnel_days) }}
-             then cast(funnel.funnel_product_viewers as double) / nullif(funnel.funnel_joiners, 0) end as funnel_product_view_rate,
+             then cast(funnel.funnel_product_viewers as {{ type_double() }}) / nullif(funnel.funnel_joiners, 0) end as funnel_product_view_rate,
         case when {{ marts_month_end('period_metrics.period_start') }} <= {{ marts_days_before(funnel_days) }}
-             then cast(funnel.funnel_purchasers as double) / nullif(funnel.funnel_joiners, 0) end as funnel_purchase_rate
+             then cast(funnel.funnel_purchasers as {{ type_double() }}) / nullif(funnel.funnel_joiners, 0) end as funnel_purchase_rate
     from period_metrics
     left join funnel on funnel.join_month = period_metrics.period_start
 )

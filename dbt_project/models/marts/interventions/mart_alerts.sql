@@ -33,7 +33,7 @@ channel_pause as (
         'channel_pause' as rule_id,
         acquisition_channel || '/' || platform || '/' || cast(cohort_month as varchar) as subject,
         ltv_cac_ratio as value,
-        cast({{ p('ltv_cac_pause_threshold') }} as double) as threshold
+        cast({{ p('ltv_cac_pause_threshold') }} as {{ type_double() }}) as threshold
     from channel_economics
     where pause_recommended
 ),
@@ -62,8 +62,8 @@ d7_retention_low as (
     select
         'd7_retention_low' as rule_id,
         'registration_cohort/' || cast({{ marts_days_before(7) }} as varchar) as subject,
-        cast(retained as double) / acquired as value,
-        cast({{ p('d7_retention_alert_threshold') }} as double) as threshold
+        cast(retained as {{ type_double() }}) / acquired as value,
+        cast({{ p('d7_retention_alert_threshold') }} as {{ type_double() }}) as threshold
     from d7_retention
     where acquired > 0
       and retained < {{ marts_exact('d7_retention_alert_threshold') }} * acquired
@@ -73,8 +73,8 @@ giant_identity_component as (
     select
         'giant_identity_component' as rule_id,
         'person/' || person_id as subject,
-        cast(n_accounts as double) as value,
-        cast({{ p('giant_component_accounts') }} as double) as threshold,
+        cast(n_accounts as {{ type_double() }}) as value,
+        cast({{ p('giant_component_accounts') }} as {{ type_double() }}) as threshold,
         person_id
     from {{ ref('int_persons') }}
     where n_accounts > {{ p('giant_component_accounts') }}

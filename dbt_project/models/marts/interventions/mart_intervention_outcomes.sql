@@ -60,12 +60,12 @@ final as (
         case when {{ add_days('audience_date', window_days) }} <= {{ as_of_date() }}
              then holdout_active_persons end as holdout_active_persons,
         case when {{ add_days('audience_date', window_days) }} <= {{ as_of_date() }}
-             then cast(treated_active_persons as double) / nullif(treated_persons, 0) end as treated_active_share,
+             then cast(treated_active_persons as {{ type_double() }}) / nullif(treated_persons, 0) end as treated_active_share,
         case when {{ add_days('audience_date', window_days) }} <= {{ as_of_date() }}
-             then cast(holdout_active_persons as double) / nullif(holdout_persons, 0) end as holdout_active_share,
+             then cast(holdout_active_persons as {{ type_double() }}) / nullif(holdout_persons, 0) end as holdout_active_share,
         case when {{ add_days('audience_date', window_days) }} <= {{ as_of_date() }}
-             then cast(treated_active_persons as double) / nullif(treated_persons, 0)
-                  - cast(holdout_active_persons as double) / nullif(holdout_persons, 0) end as uplift
+             then cast(treated_active_persons as {{ type_double() }}) / nullif(treated_persons, 0)
+                  - cast(holdout_active_persons as {{ type_double() }}) / nullif(holdout_persons, 0) end as uplift
     from per_rule
 )
 

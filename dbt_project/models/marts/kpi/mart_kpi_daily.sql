@@ -191,7 +191,7 @@ cycle_persons as (
     select
         c.eval_num,
         a.person_id,
-        (max(a.day_num) - min(a.day_num)) / (count(*) - 1) as mean_gap_days
+        {{ div('(max(a.day_num) - min(a.day_num))', '(count(*) - 1)') }} as mean_gap_days
     from cycle_dates as c
     inner join purchase_src as a
         on a.day_num > c.eval_num - {{ p('repurchase_cycle_window_days') }} and a.day_num <= c.eval_num
@@ -200,7 +200,7 @@ cycle_persons as (
 ),
 
 cycle as (
-    select eval_num as day_num, median(mean_gap_days) as repurchase_cycle_days
+    select eval_num as day_num, {{ median('mean_gap_days') }} as repurchase_cycle_days
     from cycle_persons
     group by eval_num
 ),
@@ -274,39 +274,39 @@ final as (
         cast(c.dau as integer) as dau,
         cast(c.wau_persons as integer) as wau,
         cast(c.mau_persons as integer) as mau,
-        c.dau / nullif(c.mau_persons, 0) as stickiness,
+        {{ div('c.dau', 'nullif(c.mau_persons, 0)') }} as stickiness,
         cast(c.new_persons as integer) as new_persons,
         {{ money_total('c.gmv') }} as gmv,
         {{ money_total('c.net_revenue') }} as net_revenue,
         cast(c.orders as integer) as orders,
         cast(c.purchases as integer) as purchases,
-        c.net_revenue / nullif(c.purchases, 0) as aov,
+        {{ div('c.net_revenue', 'nullif(c.purchases, 0)') }} as aov,
         {{ money_total('c.net_revenue_30d') }} as net_revenue_30d,
         {{ money_total('c.gmv_30d') }} as gmv_30d,
-        c.net_revenue_30d / nullif(c.mau_persons, 0) as arpu_30d,
-        c.net_revenue_30d / nullif(c.payers30_persons, 0) as arppu_30d,
+        {{ div('c.net_revenue_30d', 'nullif(c.mau_persons, 0)') }} as arpu_30d,
+        {{ div('c.net_revenue_30d', 'nullif(c.payers30_persons, 0)') }} as arppu_30d,
         cast(c.payers30_persons as integer) as paying_persons_30d,
-        c.payers30_persons / nullif(c.mau_persons, 0) as paid_conversion_30d,
-        c.repayers90_persons / nullif(c.payers90_persons, 0) as repurchase_rate_90d,
+        {{ div('c.payers30_persons', 'nullif(c.mau_persons, 0)') }} as paid_conversion_30d,
+        {{ div('c.repayers90_persons', 'nullif(c.payers90_persons, 0)') }} as repurchase_rate_90d,
         cy.repurchase_cycle_days,
         m.monthly_churn_rate,
-        c.sharers_persons / nullif(c.active90_persons, 0) as share_rate_90d,
-        c.content_interactions_30d / nullif(c.content_views_30d, 0) as content_interaction_rate_30d,
+        {{ div('c.sharers_persons', 'nullif(c.active90_persons, 0)') }} as share_rate_90d,
+        {{ div('c.content_interactions_30d', 'nullif(c.content_views_30d, 0)') }} as content_interaction_rate_30d,
         cast(c.highvalue_persons as integer) as high_value_persons,
-        c.highvalue_persons / nullif(c.mau_persons, 0) as high_value_person_share,
-        c.highvalue_gmv_30d / nullif(c.gmv_30d, 0) as high_value_gmv_share,
+        {{ div('c.highvalue_persons', 'nullif(c.mau_persons, 0)') }} as high_value_person_share,
+        {{ div('c.highvalue_gmv_30d', 'nullif(c.gmv_30d, 0)') }} as high_value_gmv_share,
         cast(c.invite_persons as integer) as accepted_invites_30d,
-        c.invite_persons / nullif(c.mau_persons, 0) as k_factor,
+        {{ div('c.invite_persons', 'nullif(c.mau_persons, 0)') }} as k_factor,
         cast(c.share_new_persons_30d as integer) as share_new_persons_30d,
         cast(c.share_events_30d as integer) as share_events_30d,
-        c.share_new_persons_30d / nullif(c.share_events_30d, 0) as fission_ratio_30d,
+        {{ div('c.share_new_persons_30d', 'nullif(c.share_events_30d, 0)') }} as fission_ratio_30d,
         cast(c.nps_responses_30d as integer) as nps_responses_30d,
-        100.0 * (c.promoters_30d - c.detractors_30d) / nullif(c.nps_responses_30d, 0) as nps,
-        c.winback_persons / nullif(churned_then.persons, 0) as winback_rate_30d,
-        c.reactivation_persons / nullif(declining_then.persons, 0) as silent_reactivation_rate_30d,
-        c.community_gmv / nullif(c.gmv, 0) as private_domain_gmv_share,
+        {{ div('100.0 * (c.promoters_30d - c.detractors_30d)', 'nullif(c.nps_responses_30d, 0)') }} as nps,
+        {{ div('c.winback_persons', 'nullif(churned_then.persons, 0)') }} as winback_rate_30d,
+        {{ div('c.reactivation_persons', 'nullif(declining_then.persons, 0)') }} as silent_reactivation_rate_30d,
+        {{ div('c.community_gmv', 'nullif(c.gmv, 0)') }} as private_domain_gmv_share,
         cast(c.persons_to_date as integer) as persons_to_date,
-        c.cross_platform_persons / nullif(c.persons_to_date, 0) as cross_platform_rate
+        {{ div('c.cross_platform_persons', 'nullif(c.persons_to_date, 0)') }} as cross_platform_rate
     from cumulative as c
     left join stage_daily as churned_then on churned_then.day_num = c.day_num - 30 and churned_then.stage = 'churned'
     left join stage_daily as declining_then

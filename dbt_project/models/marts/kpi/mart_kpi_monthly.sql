@@ -141,21 +141,21 @@ final as (
         cast(coalesce(o.orders, 0) as integer) as orders,
         cast(coalesce(o.purchases, 0) as integer) as purchases,
         cast(coalesce(a.purchasing_persons, 0) as integer) as purchasing_persons,
-        o.net_revenue / nullif(o.purchases, 0) as aov,
-        o.net_revenue / nullif(a.active_persons, 0) as arpu,
-        o.net_revenue / nullif(a.purchasing_persons, 0) as arppu,
-        a.purchasing_persons / nullif(a.active_persons, 0) as paid_conversion,
-        c.churned_persons / nullif(c.active_previous_month, 0) as monthly_churn_rate,
-        a.content_interactions / nullif(a.content_views, 0) as content_interaction_rate,
+        {{ div('o.net_revenue', 'nullif(o.purchases, 0)') }} as aov,
+        {{ div('o.net_revenue', 'nullif(a.active_persons, 0)') }} as arpu,
+        {{ div('o.net_revenue', 'nullif(a.purchasing_persons, 0)') }} as arppu,
+        {{ div('a.purchasing_persons', 'nullif(a.active_persons, 0)') }} as paid_conversion,
+        {{ div('c.churned_persons', 'nullif(c.active_previous_month, 0)') }} as monthly_churn_rate,
+        {{ div('a.content_interactions', 'nullif(a.content_views, 0)') }} as content_interaction_rate,
         cast(coalesce(i.invites_sent, 0) as integer) as invites_sent,
         cast(coalesce(i.invites_accepted, 0) as integer) as invites_accepted,
-        coalesce(i.invites_accepted, 0) / nullif(a.active_persons, 0) as k_factor,
+        {{ div('coalesce(i.invites_accepted, 0)', 'nullif(a.active_persons, 0)') }} as k_factor,
         cast(coalesce(s.nps_responses, 0) as integer) as nps_responses,
-        100.0 * (s.promoters - s.detractors) / nullif(s.nps_responses, 0) as nps,
-        coalesce(o.community_gmv, 0) / nullif(o.gmv, 0) as private_domain_gmv_share,
+        {{ div('100.0 * (s.promoters - s.detractors)', 'nullif(s.nps_responses, 0)') }} as nps,
+        {{ div('coalesce(o.community_gmv, 0)', 'nullif(o.gmv, 0)') }} as private_domain_gmv_share,
         cast(coalesce(f.community_joiners, 0) as integer) as community_joiners,
-        f.joiners_with_product_view / nullif(f.community_joiners, 0) as community_joiner_product_view_rate,
-        f.joiners_with_purchase / nullif(f.community_joiners, 0) as community_joiner_purchase_rate
+        {{ div('f.joiners_with_product_view', 'nullif(f.community_joiners, 0)') }} as community_joiner_product_view_rate,
+        {{ div('f.joiners_with_purchase', 'nullif(f.community_joiners, 0)') }} as community_joiner_purchase_rate
     from months as m
     left join activity_months as a on m.month_start = a.month_start
     left join order_months as o on m.month_start = o.month_start

@@ -13,7 +13,7 @@ kpi as (
 ),
 
 funnel as (
-    select sum(retained_d7) / nullif(sum(acquired), 0) as d7_retention
+    select {{ div('sum(retained_d7)', 'nullif(sum(acquired), 0)') }} as d7_retention
     from {{ ref('mart_aarrr_funnel') }}
     where cohort_grain = 'day'
       and is_mature_d7  -- always true in this window; said so that acquired and retained_d7 cover the same cohorts
@@ -48,12 +48,12 @@ levels as (
     select
         '{{ name }}' as kpi,
         '{{ lv['group'] }}' as kpi_group,
-        cast((select {{ name }} from values_wide) as double) as value,
-        cast({{ lv['baseline'] }} as double) as baseline,
-        cast({{ lv['target'] }} as double) as target,
-        cast({{ lv['challenge'] }} as double) as challenge,
+        cast((select {{ name }} from values_wide) as {{ type_double() }}) as value,
+        cast({{ lv['baseline'] }} as {{ type_double() }}) as baseline,
+        cast({{ lv['target'] }} as {{ type_double() }}) as target,
+        cast({{ lv['challenge'] }} as {{ type_double() }}) as challenge,
         {{ 'true' if lv['higher_is_better'] else 'false' }} as higher_is_better,
-        cast({{ card['weights'][lv['group']] }} as double) as group_weight
+        cast({{ card['weights'][lv['group']] }} as {{ type_double() }}) as group_weight
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 ),

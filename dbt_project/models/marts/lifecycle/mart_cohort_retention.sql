@@ -39,8 +39,8 @@ activity as (
     select
         s.cohort_start,
         s.cohort_size,
-        cast(unnest(generate_series(
-            0, {{ periods_between(grain, 's.cohort_start', period_start(grain, as_of_date())) }})) as integer)
+        cast({{ int_series(
+            0, periods_between(grain, 's.cohort_start', period_start(grain, as_of_date()))) }} as integer)
             as period_number
     from {{ grain }}_sizes as s
 ),
@@ -69,14 +69,14 @@ final as (
         cast(cohort_size as integer) as cohort_size,
         case when is_mature then cast(active_persons as integer) end as active_persons,
         case when is_mature then cast(purchasing_persons as integer) end as purchasing_persons,
-        case when is_mature then active_persons / cohort_size end as active_rate,
-        case when is_mature then purchasing_persons / cohort_size end as purchase_rate,
+        case when is_mature then {{ div('active_persons', 'cohort_size') }} end as active_rate,
+        case when is_mature then {{ div('purchasing_persons', 'cohort_size') }} end as purchase_rate,
         is_mature
     from (
         select * from week_matrix
         union all
         select * from month_matrix
-    )
+    ) as matrix
 )
 
 select * from final

@@ -58,12 +58,12 @@ final as (
         coalesce(activity_months.active_persons, 0) as active_persons,
         coalesce(invite_months.invites_sent, 0) as invites_sent,
         coalesce(invite_months.invites_accepted, 0) as invites_accepted,
-        cast(invite_months.invites_accepted as double) / nullif(invite_months.invites_sent, 0) as acceptance_rate,
-        cast(coalesce(invite_months.invites_sent, 0) as double) / nullif(activity_months.active_persons, 0) as invites_per_active_person,
-        cast(coalesce(invite_months.invites_accepted, 0) as double) / nullif(activity_months.active_persons, 0) as k_factor,
+        cast(invite_months.invites_accepted as {{ type_double() }}) / nullif(invite_months.invites_sent, 0) as acceptance_rate,
+        cast(coalesce(invite_months.invites_sent, 0) as {{ type_double() }}) / nullif(activity_months.active_persons, 0) as invites_per_active_person,
+        cast(coalesce(invite_months.invites_accepted, 0) as {{ type_double() }}) / nullif(activity_months.active_persons, 0) as k_factor,
         coalesce(activity_months.share_events, 0) as share_events,
         coalesce(share_months.new_persons_via_share, 0) as new_persons_via_share,
-        cast(coalesce(share_months.new_persons_via_share, 0) as double) / nullif(activity_months.share_events, 0) as fission_ratio
+        cast(coalesce(share_months.new_persons_via_share, 0) as {{ type_double() }}) / nullif(activity_months.share_events, 0) as fission_ratio
     from months
     left join activity_months on activity_months.month = months.month
     left join invite_months on invite_months.month = months.month

@@ -52,7 +52,7 @@ final as (
         {{ days_between('r.first_purchase_date', 'r.last_purchase_date') }} as recency_days,
         {{ days_between('r.first_purchase_date', 's.snapshot_date') }} as t_days,
         -- a mean of person-day totals (bounded only by the largest one): DECIMAL(38,2) like the totals
-        {{ money_total('case when r.frequency > 0 then r.repeat_net_revenue / r.frequency else 0 end') }}
+        {{ money_total('case when r.frequency > 0 then ' ~ money_ratio('r.repeat_net_revenue', 'r.frequency') ~ ' else 0 end') }}
             as monetary_value
     from running as r
     inner join snapshot_dates as s
