@@ -511,13 +511,15 @@ def test_missing_pii_key_is_a_one_line_error(monkeypatch, tmp_path):
     assert "\n" not in str(exc.value)
 
 
-def test_failing_data_test_is_a_one_line_summary(tmp_path):
+def test_failing_node_is_a_one_line_summary(tmp_path):
+    """A NULL in a contracted not-null column (acquisition_channel) fails the model: one line naming model and column."""
     wh = tmp_path / "wh.duckdb"
     with duckdb.connect(str(wh)) as con:
         con.execute("create schema raw")
         con.execute(raw_ddl("users"))
-        con.execute("insert into raw.users (user_id, platform, registered_at) values ('u1', 'bogus', '2025-01-01')")
+        con.execute("insert into raw.users (user_id, platform, registered_at) values ('u1', 'live', '2025-01-01')")
     with pytest.raises(UlmError) as exc:
         build(RunContext.create(as_of=AS_OF, warehouse=wh), select="+stg_users", progress=False)
     message = str(exc.value)
-    assert "\n" not in message and "accepted_values_stg_users_platform" in message
+    assert "\n" not in message and "stg_user_versions (error:" in message
+    assert "NOT NULL constraint failed: stg_user_versions" in message and ".acquisition_channel" in message

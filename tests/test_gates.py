@@ -116,7 +116,8 @@ def test_consistent_warehouse_passes_gates_2_and_3(wh: Path, tmp_path: Path) -> 
     staged = gate_staging(_ctx(wh, "run-ok", tmp_path))
     marts = gate_marts(_ctx(wh, "run-ok", tmp_path))
     assert staged["failed"] == [] and marts["failed"] == []
-    assert staged["expectations"] > 30 and marts["expectations"] > 15
+    # keys, enums and ranges per staging table (NULLs are the dbt contracts', tests/test_contracts.py)
+    assert staged["expectations"] >= 30 and marts["expectations"] > 15
     stored = _rows(wh, "SELECT gate, count(*), bool_and(success) FROM audit.gate_results "
                        "WHERE run_id = 'run-ok' GROUP BY gate ORDER BY gate")
     assert stored == [("marts", marts["expectations"], True), ("staging", staged["expectations"], True)]
@@ -138,8 +139,7 @@ STAGING_DEFECTS = {
                         "events_integrity.duplicate_keys", "observed=1"),
     "bad_enum": ("UPDATE audit_staging.stg_orders SET status = 'lost' WHERE order_id LIKE '%_2'",
                  "orders_values.status", "lost"),
-    "null_required": ("UPDATE audit_staging.stg_users SET platform = NULL WHERE user_id = 'u2'",
-                      "users_integrity.null_platform", "observed=1"),
+    # a NULL in a required column is refused by the staging model's dbt contract at build (tests/test_contracts.py)
     "stale": ("DELETE FROM audit_staging.stg_events WHERE event_date >= DATE '2025-03-09'",
               "events_freshness_volume.freshness_lag_days", "observed=2"),
     "volume_drop": ("DELETE FROM audit_staging.stg_events WHERE event_date = DATE '2025-03-10' "

@@ -25,8 +25,8 @@ def gate_landing(ctx: RunContext, since: datetime) -> dict:
 
 
 def gate_staging(ctx: RunContext) -> dict:
-    """Gate 2 on ``<prefix>staging``: freshness, volume, nulls, accepted values, uniqueness; the size of the largest
-    person in ``<prefix>intermediate`` (a warning)."""
+    """Gate 2 on ``<prefix>staging``: freshness, volume, accepted values, ranges, uniqueness (NULLs: the models' dbt
+    contracts); the size of the largest person in ``<prefix>intermediate`` (a warning)."""
     schema, intermediate = ctx.schema("staging"), ctx.schema("intermediate")
     with connect(ctx.warehouse) as con:
         suites = staging_suites(existing_tables(con, schema), schema, ctx.require_as_of(),

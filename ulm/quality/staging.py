@@ -1,4 +1,4 @@
-"""Gate 2, staging (docs/METRICS.md#quality-gates-and-publishing): freshness, volume, nulls, accepted values and uniqueness.
+"""Gate 2, staging (docs/METRICS.md#quality-gates-and-publishing): freshness, volume, accepted values, ranges and uniqueness.
 
 Everything is aggregated in DuckDB before GX sees it, so the gate costs a few scans at any scale:
 
@@ -6,8 +6,10 @@ Everything is aggregated in DuckDB before GX sees it, so the gate costs a few sc
   the trailing median (``volume_trailing_days`` days before it, counting days with no events as 0, from the
   first day with data) and the relative deviation. Lag <= ``freshness_max_lag_days`` (critical); deviation
   <= ``volume_warn_deviation`` (warning) and <= ``volume_fail_deviation`` (critical).
-* ``<table>_integrity`` - one row per staging table: duplicate keys, NULLs in key / required columns,
-  min / max of range-constrained columns (all from ``ulm.core.contract``).
+* ``<table>_integrity`` - one row per staging table: duplicate keys and the min / max of range-constrained
+  columns (both from ``ulm.core.contract``). NULLs in key / required columns are not counted here: each such
+  column carries a ``not_null`` constraint in the staging model's enforced dbt contract, so the engine refuses the
+  row while the model is built, before this gate runs (tests/test_dbt_project.py keeps the two lists equal).
 * ``<table>_values`` - the distinct values of every enum column (GROUPING SETS, one scan), checked
   against the contract's enum sets.
 * ``identity_components`` (suite ``staging_identity``, when the build's ``int_identity_components`` exists) - one
@@ -82,7 +84,7 @@ def freshness_volume_frame(schema: str, as_of: date) -> Frame:
 
 
 def integrity_frame(schema: str, table: contract.Table, columns: set[str]) -> Frame | None:
-    """Duplicate keys, NULL counts and value ranges of one staging table as a one-row frame."""
+    """Duplicate keys and value ranges of one staging table as a one-row frame (NULLs: the dbt contract)."""
     rel = f"{schema}.stg_{table.name}"
     keys = [k for k in table.key if k in columns]
     aggs: list[str] = ["count(*) AS row_count"]
@@ -94,9 +96,6 @@ def integrity_frame(schema: str, table: contract.Table, columns: set[str]) -> Fr
     for col in table.columns:
         if col.name not in columns:
             continue
-        if col.required or col.name in table.key:
-            aggs.append(f"count(*) FILTER (WHERE {_q(col.name)} IS NULL) AS {_q('null_' + col.name)}")
-            checks.append(expect_max(f"null_{col.name}", 0))
         if col.min_value is not None:
             aggs.append(f"coalesce(min({_q(col.name)}), {col.min_value}) AS {_q('min_' + col.name)}")
             checks.append(expect_min(f"min_{col.name}", col.min_value))
