@@ -32,8 +32,6 @@ from ulm.warehouse import engines, postgres
 pytestmark = pytest.mark.slow
 
 PERSONS, DAYS, END = 250, 45, date(2025, 3, 31)
-# unit tests whose fixture SQL is DuckDB-only (range(n)); portable form asked for in their _models.yml
-DUCKDB_ONLY_UNIT_TESTS = ("community_member_stages_first_match_wins",)
 HASH_INPUTS = [None, "", "   ", "13800000001", " 13800000001 ", "张三@例子.中国", "\u3000union-42\u3000", "a\tb",
                "\t\n dev-7 \r\n", "O'Brien", "emoji 😀", "ß", "\u00a0nbsp\u00a0", "x" * 300]
 TIMINGS: dict[str, float] = {}
@@ -197,9 +195,9 @@ def test_core_cases_equal_table_by_table(core_built, schema):
 def test_golden_unit_tests_pass_on_postgres(built, pg):
     """The hand-checked boundary cases (dbt unit tests) give the expected rows on Postgres too."""
     res = run_dbt(RunContext.create(as_of=END, warehouse=built, target="postgres"), "test", select="test_type:unit",
-                  exclude=" ".join(DUCKDB_ONLY_UNIT_TESTS), progress=False)
+                  progress=False)
     passed = [r for r in res["nodes"] if r["status"] == "pass"]
-    assert len(passed) >= 25, [(r["name"], r["status"]) for r in res["nodes"]]
+    assert len(passed) == len(res["nodes"]) >= 25, [(r["name"], r["status"]) for r in res["nodes"]]
 
 
 def test_cli_ingest_build_and_publish_on_postgres(built, pg, tmp_path):

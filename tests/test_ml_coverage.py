@@ -56,9 +56,14 @@ def _prepare_scores(wh) -> dict[str, set[str]]:
         rows = [(p, LAST_RUN) for p in scored] + [(inactive.iloc[0], OLDER_RUN)]
         con.executemany("insert into ml.scores (person_id, score_date, churn_probability, predicted_ltv_365, "
                         "churn_model_version, ltv_model_version) values (?, ?, 0.5, 10, '1', '1')", rows)
+        # scored on LAST_RUN, then withdrew analytics consent: the score must not outlive the consent
+        withdrawn = scored.pop(0)
+        con.execute("update staging.stg_users set consent_analytics = false where user_id in ?",
+                    [window.loc[window["person_id"] == withdrawn, "user_id"].tolist()])
     person = dict(zip(window["user_id"], window["person_id"]))
     return {"no_consent": {person[u] for u in no_consent}, "later": {person[u] for u in later},
-            "left_out": set(left_out), "scored": set(scored) | {inactive.iloc[0]}, "old": {inactive.iloc[0]}}
+            "left_out": set(left_out), "scored": set(scored) | {inactive.iloc[0]}, "old": {inactive.iloc[0]},
+            "withdrawn": {withdrawn}}
 
 
 @pytest.fixture(scope="module")
@@ -88,5 +93,6 @@ def test_each_unscored_person_has_the_first_matching_reason(coverage):
     rest = reason[~reason.index.isin(set().union(*chosen.values()))]
     assert len(rest) > 1000 and set(rest) == {"inactive"}  # no active day in the 90 days up to the last run
     counts = reason.value_counts(dropna=False)
-    assert counts["no_analytics_consent"] == 3 and counts["registered_after_scoring"] == 3
+    assert set(reason[reason.index.isin(chosen["withdrawn"])]) == {"no_analytics_consent"}
+    assert counts["no_analytics_consent"] == 4 and counts["registered_after_scoring"] == 3
     assert counts["changed_since_scoring"] == 4 and counts.sum() == 2357

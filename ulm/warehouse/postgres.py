@@ -11,7 +11,7 @@
   (CSV), one transaction per table, so Postgres ``raw`` equals DuckDB ``raw``. DuckDB's postgres extension is not
   used: extensions download from outside the package registries, which this project cannot depend on.
 * :func:`prepare` — what a dbt run on Postgres needs: the ``pgcrypto`` extension (``hmac()`` for ``hash_pii``),
-  ``public.ulm_money`` (money means rounded as DuckDB rounds them), the ``double`` domain and the source schemas;
+  ``public.ulm_money`` (money means rounded as DuckDB rounds them) and the source schemas;
 * :func:`publish_schema` — the Postgres publish: a schema swap in one transaction.
 
 The PII key reaches Postgres as the session setting ``ulm.pii_key`` through libpq's ``PGOPTIONS`` in the dbt
@@ -224,12 +224,6 @@ def prepare(cfg: PgConfig, schemas: tuple[str, ...] = SOURCE_SCHEMAS) -> None:
     try:
         with con, con.cursor() as cur:
             cur.execute("create extension if not exists pgcrypto")
-            # the models' contracts (models/**/_models.yml) declare `data_type: double`, DuckDB's name of float8;
-            # until they use a portable name, `double` is a domain over double precision here
-            cur.execute("select 1 from pg_type t join pg_namespace n on n.oid = t.typnamespace "
-                        "where n.nspname = 'public' and t.typname = 'double'")
-            if cur.fetchone() is None:
-                cur.execute("create domain public.double as double precision")
             cur.execute(MONEY_FROM_DOUBLE)
             for s in schemas:
                 cur.execute(f'create schema if not exists "{s}"')

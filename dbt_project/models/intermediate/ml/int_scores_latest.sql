@@ -1,5 +1,7 @@
--- Latest ML score per person with score_date <= as_of (docs/METRICS.md#machine-learning). ml.scores is written by the
--- scoring batch; on-run-start creates it empty (typed) until then, so this model is always valid.
+-- Latest ML score per person with score_date <= as_of (docs/METRICS.md#machine-learning), for persons with analytics
+-- consent as of d only: a person who withdrew it after being scored keeps no score anywhere downstream (dim_persons,
+-- audiences). ml.scores is written by the scoring batch; on-run-start creates it empty (typed) until then, so this
+-- model is always valid.
 with
 
 scores as (
@@ -8,6 +10,7 @@ scores as (
 
 persons as (
     select person_id from {{ ref('int_persons') }}
+    where consent_analytics
 ),
 
 final as (
