@@ -2,6 +2,8 @@
 
 - ``reset-audit WAREHOUSE``: drop the ``audit_*`` schemas, so the next build (plain, in-process DAG or deployed DAG)
   is a full build into empty audit schemas, like the first run of each runner.
+- ``same-work --as-of DAY --landing DIR --out FILE``: every step of ``ulm_daily`` in one process, no Airflow (ingest,
+  Gate 1, erasure, dbt build, Gates 2-3, publish, export): what the DAG's overhead is measured against.
 - ``run --as-of DAY --out FILE``: one ``ulm_daily`` run in the deployment started by ``ulm deploy up`` (same
   ``ULM_DATA_DIR`` and ``ULM_DEPLOY_*`` ports), triggered through the REST API exactly like ``ulm deploy trigger``
   and timed from the trigger request to the run's end (scheduler latency, Celery queueing and task start-up
@@ -31,6 +33,37 @@ def reset_audit(warehouse: Path) -> None:
             con.execute(f"drop schema if exists {schema} cascade")
     finally:
         con.close()
+
+
+def same_work(as_of: date, landing: Path) -> dict:
+    """Every step of ``ulm_daily`` in one process, without Airflow: ingest (``ensure_sources`` + the landing folder),
+    Gate 1 on this run's loads, erasure, then ``ulm build`` (dbt into the audit schemas, Gates 2-3, publish, export).
+    The yardstick of the orchestration overhead (D45)."""
+    from datetime import datetime, timezone
+
+    from ulm.core.context import RunContext
+    from ulm.ingest import ingest_dir
+    from ulm.privacy.erasure import erase
+    from ulm.quality.gates import gate_landing
+    from ulm.transform.dbt import ensure_sources
+    from ulm.transform.wap import build_and_publish
+
+    ctx = RunContext.create(as_of=as_of, landing_dir=landing)
+    steps: dict[str, float] = {}
+
+    def step(name: str, fn) -> None:
+        start = time.perf_counter()
+        fn()
+        steps[name] = round(time.perf_counter() - start, 2)
+
+    since = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    step("ingest", lambda: (ensure_sources(ctx.warehouse),
+                            ingest_dir(ctx.landing_dir, ctx.warehouse, until=as_of, progress=False),
+                            ensure_sources(ctx.warehouse)))
+    step("gate_landing", lambda: gate_landing(ctx, since))
+    step("erase", lambda: erase(ctx.warehouse, ctx.data_dir))
+    step("build_and_publish", lambda: build_and_publish(ctx))
+    return {"steps": steps}
 
 
 def _seconds(ti: dict) -> float:
@@ -121,12 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("reset-audit", help="drop the audit_* schemas of a warehouse (the next build is a full one)")
     p.add_argument("warehouse", type=Path)
+    p = sub.add_parser("same-work", help="every step of ulm_daily in one process without Airflow (the yardstick)")
+    p.add_argument("--as-of", required=True, type=date.fromisoformat)
+    p.add_argument("--landing", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
     p = sub.add_parser("run", help="one ulm_daily run in the running deployment, timed from the REST trigger")
     p.add_argument("--as-of", required=True, type=date.fromisoformat)
     p.add_argument("--out", required=True, type=Path, help="JSON file with the run's timing")
     args = ap.parse_args(argv)
     if args.cmd == "reset-audit":
         reset_audit(args.warehouse)
+        return 0
+    if args.cmd == "same-work":
+        res = same_work(args.as_of, args.landing)
+        args.out.write_text(json.dumps(res, indent=1))
+        print("same work without Airflow: " + ", ".join(f"{k} {v:.1f} s" for k, v in res["steps"].items()))
         return 0
     res = deployed_run(args.as_of)
     args.out.write_text(json.dumps(res, indent=1))

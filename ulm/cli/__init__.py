@@ -254,7 +254,7 @@ def demo(ctx, persons, days, seed, defects, regenerate):
 @click.option("--out", "out_md", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown report (default docs/BENCHMARKS.md; JSON next to it).")
 @click.option("--only", default=None, help="Only the stages whose name starts with this, or with one of several "
-              "comma-separated prefixes (e.g. 'Airflow,reset,ulm build': orchestration overhead); needs --workdir.")
+              "comma-separated prefixes (e.g. 'Airflow,reset,no Airflow': orchestration overhead); needs --workdir.")
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Work directory kept from an earlier run (ULM_BENCH_KEEP=1) to re-measure --only stages in; "
                    "the results are merged into the existing report.")
