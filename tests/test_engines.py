@@ -51,17 +51,13 @@ def pg():
     root = Path(tempfile.mkdtemp(prefix="ulm-test-pg-"))
     cluster = postgres.LocalCluster(root)
     cfg = cluster.start()
-    saved = {k: os.environ.get(k) for k in cfg.env()}
-    os.environ.update(cfg.env())
     try:
-        postgres.prepare(cfg)
-        yield cfg
+        with pytest.MonkeyPatch.context() as mp:  # the module's dbt runs reach this cluster; restored after
+            for k, v in cfg.env().items():
+                mp.setenv(k, v)
+            postgres.prepare(cfg)
+            yield cfg
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
 

@@ -78,22 +78,9 @@ def _ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    try:
-        procs = [proc] + proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
-
-
 def deployed_run(as_of: date, dag_id: str = "ulm_daily", timeout: float = 3600) -> dict:
     """Trigger one run in the running deployment, wait for it, and say where its time went."""
+    from ulm.bench import _tree_rss
     from ulm.core.errors import UlmError
     from ulm.orchestration import deploy as d
 
