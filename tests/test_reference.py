@@ -1,6 +1,6 @@
 """The benchmark's hand-written SQL reference (ulm/bench/reference.sql, D79) agrees with the dbt marts.
 
-One small synthetic warehouse with defects (quarantined rows), a few erasure requests that `ulm erase` has not yet
+One small synthetic warehouse (1,200 persons, 150 days) with defects (quarantined rows), a few erasure requests that `ulm erase` has not yet
 applied (their rows are still in raw: both sides must leave them out), multi-account persons, and an as-of day
 before the end of the data (later rows must stay invisible). dbt builds the marts, the reference builds schema
 `ref` from raw alone, and every table must have the same keys, exact counts and money, and rates within 1e-9
@@ -18,6 +18,7 @@ import pytest
 
 from ulm.bench.reference import TABLES, render, run_reference
 from ulm.core.context import RunContext
+from ulm.core.settings import param
 from ulm.generate import generate
 from ulm.ingest import ingest_dir
 from ulm.transform.dbt import run_dbt
@@ -28,6 +29,7 @@ os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
 END = date(2025, 6, 30)
 AS_OF = END - timedelta(days=4)
 ERASED = 6
+RETENTION = [int(n) for n in param("retention_days")]
 # table -> (key columns, exact columns, rate columns compared with a relative tolerance)
 ACTIVITY = ["n_events", "n_app_open", "n_product_view", "n_content_view", "n_like", "n_comment", "n_favorite",
             "n_share", "n_live_enter", "n_community_join", "n_community_open", "n_check_in", "n_ugc_post",
@@ -42,6 +44,11 @@ COLUMNS = {
                    "gmv_30d", "paying_persons_30d", "share_events_30d", "nps_responses_30d", "persons_to_date"],
                   ["stickiness", "aov", "arpu_30d", "arppu_30d", "paid_conversion_30d", "repurchase_rate_90d",
                    "content_interaction_rate_30d", "nps", "private_domain_gmv_share"]),
+    "stage_intervals": (["person_id", "valid_from"], ["stage", "valid_to", "previous_stage"], []),
+    "aarrr_funnel": (["cohort_grain", "cohort_date", "acquisition_channel", "platform"],
+                     ["acquired", "activated", *(f"retained_d{n}" for n in RETENTION), "monetized", "referred"],
+                     ["activation_rate", *(f"retained_d{n}_rate" for n in RETENTION), "monetized_rate",
+                      "referred_rate"]),
     "rfm": (["person_id"], ["recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "rfm_segment"],
             []),
 }
@@ -51,7 +58,7 @@ COLUMNS = {
 def built(tmp_path_factory):
     base = tmp_path_factory.mktemp("reference")
     landing = base / "landing"
-    generate(landing, persons=1500, days=60, end_date=END, seed=14, defects=0.005, progress=False)
+    generate(landing, persons=1200, days=150, end_date=END, seed=14, defects=0.005, progress=False)
     wh = base / "wh.duckdb"
     ingest_dir(landing, wh, progress=False)
     # erasure requests for accounts of multi-account persons and others, landed and ingested but not yet erased
@@ -108,7 +115,10 @@ def test_the_exclusions_are_exercised(built):
         after = con.execute("select count(*) from raw.events where event_ts >= timestamp '"
                             f"{AS_OF + timedelta(days=1)}'").fetchone()[0]
         assert after > 0
-        assert con.execute(f"select max(activity_date) from ref.person_activity_daily").fetchone()[0] == AS_OF
+        assert con.execute("select max(activity_date) from ref.person_activity_daily").fetchone()[0] == AS_OF
+        # every lifecycle stage occurs (150 days of data: churned needs 90 days without activity)
+        stages = {r[0] for r in con.execute("select distinct stage from ref.stage_intervals").fetchall()}
+        assert stages == {"prospect", "new", "growing", "mature", "declining", "churned"}
 
 
 def test_the_comparison_fails_on_a_wrong_reference(built, tmp_path):

@@ -264,6 +264,147 @@ select
     persons_to_date::integer as persons_to_date
 from daily;
 
+-- ------------------------------------------------------------------------------------------ stage intervals
+-- The stage of a person on day p (first rule that matches): churned when p - last active day >= $churn_days
+-- (before the first active day: counted from registration); declining when >= $at_risk_days, or purchased before
+-- but no purchase day in (p-$declining_days, p]; prospect when never purchased; new when the first purchase day is
+-- in (p-$new_days, p]; mature with >= $mature_days purchase days in (p-$declining_days, p]; else growing. The stage
+-- can only change on an activity day or where a threshold is crossed, so it is evaluated on those days only
+-- (from registration to d) and consecutive equal stages are merged into [valid_from, valid_to) intervals.
+create or replace temp table r_stage_points as
+with person_days as (
+    select p.person_id, p.registered_date, a.activity_date, a.is_active_day, a.is_purchase_day,
+           min(a.activity_date) filter (where a.is_purchase_day) over (partition by p.person_id) as first_purchase
+    from ref.persons as p join ref.person_activity_daily as a using (person_id)
+    where a.is_active_day or a.is_purchase_day
+),
+candidates as (
+    select person_id, registered_date as point from ref.persons
+    union select person_id, registered_date + $at_risk_days from ref.persons
+    union select person_id, registered_date + $churn_days from ref.persons
+    union select person_id, activity_date from person_days
+    union select person_id, activity_date + $at_risk_days from person_days where is_active_day
+    union select person_id, activity_date + $churn_days from person_days where is_active_day
+    union select person_id, activity_date + $declining_days from person_days where is_purchase_day
+    union select person_id, first_purchase + $new_days from person_days where first_purchase is not null
+),
+points as (
+    select c.person_id, c.point, p.registered_date
+    from candidates as c join ref.persons as p using (person_id)
+    where c.point >= p.registered_date and c.point <= $as_of
+),
+-- per point: last active day on or before it, first purchase day, purchase days in the trailing window
+state as (
+    select
+        pt.person_id, pt.point, pt.registered_date,
+        max(d.activity_date) filter (where d.is_active_day) as last_active,
+        min(d.activity_date) filter (where d.is_purchase_day) as first_purchase,
+        count(*) filter (where d.is_purchase_day and d.activity_date > pt.point - $declining_days)
+            as purchase_days_window
+    from points as pt
+    left join person_days as d on d.person_id = pt.person_id and d.activity_date <= pt.point
+    group by all
+),
+staged as (
+    select
+        person_id, point,
+        case
+            when point - coalesce(last_active, registered_date) >= $churn_days then 'churned'
+            when point - coalesce(last_active, registered_date) >= $at_risk_days
+                 or (first_purchase is not null and purchase_days_window = 0) then 'declining'
+            when first_purchase is null then 'prospect'
+            when first_purchase > point - $new_days then 'new'
+            when purchase_days_window >= $mature_days then 'mature'
+            else 'growing'
+        end as stage
+    from state
+)
+select * from staged;
+
+create or replace table ref.stage_intervals as
+select person_id, stage, point as valid_from,
+       lead(point) over (partition by person_id order by point) as valid_to, previous_stage
+from (
+    select *, lag(stage) over (partition by person_id order by point) as previous_stage from r_stage_points
+)
+where previous_stage is null or stage <> previous_stage;
+
+-- ------------------------------------------------------------------------------------------ AARRR funnel
+-- per registration cohort (day, ISO week, month) x channel x platform: acquired; activated = first purchase on day
+-- 0..$activation_days-1; retained Dn = active on exactly day n; monetized = a purchase on day 0..$monetized_days-1;
+-- referred = an accepted invite sent on day 0..$referred_days-1. A step's count and rate stay null until
+-- d >= last cohort day + the step's window.
+create or replace temp table r_person_flags as
+with invites as (
+    select m.person_id, i.sent_date
+    from (
+        select inviter_user_id as user_id, cast(timezone('$tz', timezone('UTC', sent_at)) as date) as sent_date,
+               cast(timezone('$tz', timezone('UTC', accepted_at)) as date) as accepted_date
+        from raw.invites
+        qualify row_number() over (partition by invite_id order by _loaded_at, _load_id, _source_file) = 1
+    ) as i
+    join r_members as m using (user_id)
+    where i.sent_date <= $as_of and i.accepted_date <= $as_of
+),
+days as (
+    select
+        a.person_id,
+        min(a.activity_date - p.registered_date) filter (where a.is_purchase_day) as first_purchase_n,
+        $retained_aggs
+        bool_or(a.is_purchase_day and a.activity_date - p.registered_date between 0 and $monetized_days - 1)
+            as monetized
+    from ref.person_activity_daily as a join ref.persons as p using (person_id)
+    group by a.person_id
+),
+referrers as (
+    select distinct i.person_id
+    from invites as i join ref.persons as p using (person_id)
+    where i.sent_date - p.registered_date between 0 and $referred_days - 1
+)
+select
+    p.person_id, p.registered_date, p.acquisition_channel, p.platform,
+    coalesce(d.first_purchase_n between 0 and $activation_days - 1, false) as activated,
+    $retained_flags
+    coalesce(d.monetized, false) as monetized,
+    r.person_id is not null as referred
+from ref.persons as p
+left join days as d using (person_id)
+left join referrers as r using (person_id);
+
+create or replace table ref.aarrr_funnel as
+with cohorts as (
+    select grain as cohort_grain,
+           case grain when 'day' then registered_date
+                      when 'week' then cast(date_trunc('week', registered_date) as date)
+                      else cast(date_trunc('month', registered_date) as date) end as cohort_date,
+           acquisition_channel, platform,
+           count(*) as acquired,
+           count(*) filter (where activated) as activated,
+           $retained_counts
+           count(*) filter (where monetized) as monetized,
+           count(*) filter (where referred) as referred
+    from r_person_flags cross join (values ('day'), ('week'), ('month')) as g(grain)
+    group by all
+),
+dated as (
+    select *, case cohort_grain when 'day' then cohort_date
+                                when 'week' then cohort_date + 6
+                                else cast(cohort_date + interval 1 month as date) - 1 end as last_day
+    from cohorts
+)
+select
+    cohort_grain, cohort_date, acquisition_channel, platform,
+    acquired::integer as acquired,
+    case when $as_of >= last_day + $activation_days then activated::integer end as activated,
+    $retained_columns
+    case when $as_of >= last_day + $monetized_days then monetized::integer end as monetized,
+    case when $as_of >= last_day + $referred_days then referred::integer end as referred,
+    case when $as_of >= last_day + $activation_days then activated / acquired end as activation_rate,
+    $retained_rates
+    case when $as_of >= last_day + $monetized_days then monetized / acquired end as monetized_rate,
+    case when $as_of >= last_day + $referred_days then referred / acquired end as referred_rate
+from dated;
+
 -- ------------------------------------------------------------------------------------------ RFM
 -- over persons with a purchase in (d-$rfm_days, d]: R = days since the last purchase day, F = purchase days,
 -- M = net revenue, all in that window; score least(5, 1 + floor(5 * (rank() worst first - 1) / n)).
