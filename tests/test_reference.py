@@ -137,3 +137,13 @@ def test_the_comparison_fails_on_a_wrong_reference(built, tmp_path):
 
 def test_render_fills_every_placeholder():
     assert "$" not in render(AS_OF)
+
+
+def test_a_warehouse_without_raw_is_a_one_line_error(tmp_path):
+    from ulm.core.errors import UlmError
+
+    with pytest.raises(UlmError, match="does not exist"):
+        run_reference(tmp_path / "none.duckdb", AS_OF)
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()
+    with pytest.raises(UlmError, match="raw.users missing"):
+        run_reference(tmp_path / "empty.duckdb", AS_OF)

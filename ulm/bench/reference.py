@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 from string import Template
 
+from ulm.core.errors import UlmError
 from ulm.core.settings import param
 from ulm.warehouse import connect
 
@@ -68,10 +69,16 @@ def render(as_of: date) -> str:
 
 
 def run_reference(warehouse: Path, as_of: date, keep: bool = True) -> dict:
-    """Build schema ``ref`` from ``raw`` as of ``as_of``; ``{"seconds", "rows": {table: n}}`` (seconds in process)."""
+    """Build schema ``ref`` from ``raw`` as of ``as_of``: ``{"sql_s", "rows": {table: n}}``, sql_s = seconds of the
+    script inside this process."""
     sql = render(as_of)
+    if not Path(warehouse).exists():
+        raise UlmError(f"warehouse {warehouse} does not exist; run `ulm ingest` first")
     con = connect(Path(warehouse))
     try:
+        if not con.execute("select count(*) from duckdb_tables() where schema_name = 'raw' and table_name = 'users'"
+                           ).fetchone()[0]:
+            raise UlmError(f"warehouse {warehouse}: table raw.users missing; run `ulm ingest` first")
         t0 = time.perf_counter()
         con.execute(sql)
         seconds = time.perf_counter() - t0
@@ -80,7 +87,7 @@ def run_reference(warehouse: Path, as_of: date, keep: bool = True) -> dict:
             con.execute("drop schema ref cascade")
     finally:
         con.close()
-    return {"seconds": round(seconds, 3), "rows": rows}
+    return {"sql_s": round(seconds, 3), "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
--- Hand-written reference for the benchmark (docs/BENCHMARKS.md#sql-reference, D79): the core marts computed from
--- schema `raw` in one plain DuckDB script, written from the semantics of /work/shared/SPEC.md and docs/METRICS.md
+-- Hand-written reference for the benchmark (D79, docs/PERFORMANCE.md): the core marts computed from
+-- schema `raw` in one plain DuckDB script, written from the definitions of docs/METRICS.md and docs/SPEC_NOTES.md
 -- (not from the dbt models), into schema `ref`. Set-based; no dbt, no macros, no incremental logic, no tests.
 -- Placeholders ($as_of, $tz, ...) are filled by ulm.bench.reference from the project parameters (dbt_project.yml).
 -- Exclusions the dbt build applies, applied here on the same grounds:
