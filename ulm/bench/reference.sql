@@ -289,21 +289,32 @@ candidates as (
     union select person_id, first_purchase + $new_days from person_days where first_purchase is not null
 ),
 points as (
-    select c.person_id, c.point, p.registered_date
+    select distinct c.person_id, c.point
     from candidates as c join ref.persons as p using (person_id)
     where c.point >= p.registered_date and c.point <= $as_of
 ),
--- per point: last active day on or before it, first purchase day, purchase days in the trailing window
+-- per point, in one pass over the person's points and activity days in date order (a day's activity counts on that
+-- day: range frames include the peers): last active day, first purchase day, purchase days in the trailing window
+stream as (
+    select person_id, point as day, true as is_point, false as is_active_day, false as is_purchase_day from points
+    union all
+    select person_id, activity_date, false, is_active_day, is_purchase_day from person_days
+),
 state as (
-    select
-        pt.person_id, pt.point, pt.registered_date,
-        max(d.activity_date) filter (where d.is_active_day) as last_active,
-        min(d.activity_date) filter (where d.is_purchase_day) as first_purchase,
-        count(*) filter (where d.is_purchase_day and d.activity_date > pt.point - $declining_days)
-            as purchase_days_window
-    from points as pt
-    left join person_days as d on d.person_id = pt.person_id and d.activity_date <= pt.point
-    group by all
+    select s.*, p.registered_date
+    from (
+        select
+            person_id, day as point, is_point,
+            max(day) filter (where is_active_day) over upto as last_active,
+            min(day) filter (where is_purchase_day) over upto as first_purchase,
+            count(*) filter (where is_purchase_day) over back as purchase_days_window
+        from stream
+        window upto as (partition by person_id order by day range between unbounded preceding and current row),
+               back as (partition by person_id order by day
+                            range between interval ($declining_days - 1) day preceding and current row)
+    ) as s
+    join ref.persons as p using (person_id)
+    where s.is_point
 ),
 staged as (
     select
