@@ -100,3 +100,26 @@ def test_one_scale_remeasured_keeps_the_other_scales() -> None:
     assert [(r["scale"], r["stage"], r["seconds"]) for r in out["results"]] == [("10m", "a", 3), ("small", "a", 9)]
     assert out["row_counts"] == {"10m": {"events": 10}, "small": {"events": 2}}
     assert out["generated_at"] == "t0" and out["updated"] == [{"at": "t1", "scale": "small", "stages": ["a"]}]
+
+
+def test_reference_ratio_goal_and_details() -> None:
+    """dbt / SQL reference per scale: a goal row at 10m and 30m (met at 1.25x, missed at 1.50x), context elsewhere."""
+    rows = {"persons": 1000, "person_activity_daily": 5000}
+    results = [
+        _res("small", bench.DBT_FULL, 30, dbt_elapsed_s=25.0, model_s=20.0, test_s=5.0, n_tests=9, slowest_models=[]),
+        _res("small", bench.REF_SQL, 10, sql_s=8.0, rows=rows),
+        _res("10m", bench.DBT_FULL, 100, dbt_elapsed_s=90.0, model_s=80.0, test_s=10.0, n_tests=9, slowest_models=[]),
+        _res("10m", bench.REF_SQL, 80, sql_s=78.0, rows=rows),
+        _res("30m", bench.DBT_FULL, 300),
+        _res("30m", bench.REF_SQL, 200, sql_s=199.0, rows=rows),
+    ]
+    goals = "\n".join(bench.goal_lines(results))
+    assert ("| full dbt build <= 1.3x the hand-written SQL reference of the core marts (10m) | 1.25x (100 s vs 80 s) "
+            "| yes |") in goals
+    assert "core marts (30m) | 1.50x (300 s vs 200 s) | **no** |" in goals
+    assert "| (context: full dbt build / hand-written SQL reference at scale small: 3.00x (30 s vs 10 s)" in goals
+    details = "\n".join(bench.detail_lines(results))
+    assert "| 10m | 100.0 | 90.0 | 80.0 | 78.0 | 1.25x | 1,000, 5,000 |" in details
+    assert "| 30m | 300.0 |  | 200.0 | 199.0 | 1.50x |" in details
+    # no reference measured: no row, no section
+    assert "SQL reference" not in "\n".join(bench.goal_lines(results[2:3]) + bench.detail_lines(results[2:3]))
