@@ -89,7 +89,8 @@ def expect_unique(column: str) -> Expect:
 
 @dataclass(frozen=True)
 class Frame:
-    """A SQL query (aggregated in DuckDB when the source is large) and the expectations GX checks on it."""
+    """A SQL query (aggregated in the warehouse when the source is large; portable DuckDB / PostgreSQL SQL) and the
+    expectations GX checks on it."""
 
     name: str
     sql: str
