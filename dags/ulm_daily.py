@@ -27,6 +27,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
+from ulm.core.context import TARGETS
 from ulm.orchestration import tasks as t
 from ulm.orchestration.dbt_group import dbt_audit_group
 from ulm.warehouse import AUDIT_PREFIX
@@ -41,7 +42,9 @@ with DAG(
     default_args=t.DEFAULT_ARGS,
     dagrun_timeout=timedelta(hours=12),
     params={"as_of": Param(None, type=["null", "string"], format="date",
-                           description="As-of business day YYYY-MM-DD (default: the logical date's day)")},
+                           description="As-of business day YYYY-MM-DD (default: the logical date's day)"),
+            "target": Param(None, type=["null", "string"], enum=[None, *TARGETS],
+                            description="dbt target (default duckdb; `ulm run --target`, issue #15)")},
     tags=["ulm", "daily"],
 ) as dag:
     run = t.context_task(schema_prefix=AUDIT_PREFIX)

@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
+from ulm.core.context import TARGETS
 from ulm.orchestration import tasks as t
 
 with DAG(
@@ -39,6 +40,8 @@ with DAG(
     params={
         "as_of": Param(None, type=["null", "string"], format="date", description="As-of business day"),
         "train": Param(None, type=["null", "boolean"], description="Force (true) / suppress (false) training"),
+        "target": Param(None, type=["null", "string"], enum=[None, *TARGETS],
+                        description="dbt target (default duckdb, or the triggering publish's)"),
     },
     tags=["ulm", "ml"],
 ) as dag:

@@ -54,7 +54,8 @@ def wh(tmp_path):
 SLOWEST_FIRST = ("test_runs_converge.py", "test_deployment.py", "test_e2e_airflow.py", "test_keys.py",
                  "test_serving.py", "test_dbt_core.py", "test_identity_guards.py", "test_docs.py",
                  "test_privacy_lasting.py", "test_analyst_marts.py", "test_foundation_e2e.py", "test_privacy.py",
-                 "test_dashboard.py", "test_engines.py", "test_ml_pipeline.py", "test_ml_clv.py")
+                 "test_dashboard.py", "test_postgres_run.py", "test_engines.py", "test_ml_pipeline.py",
+                 "test_ml_clv.py")
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:

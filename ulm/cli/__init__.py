@@ -202,7 +202,9 @@ def build(ctx, as_of, full_refresh, dev, select, unit_tests, wait_seconds, targe
     """Build the marts as of a business date: write-audit-publish, exactly like the daily DAG.
 
     dbt build into the audit_* schemas -> Gate 2 (staging) -> Gate 3 (marts) -> atomic publish of `marts`
-    -> audience export. A failure at any step leaves the published marts and exports unchanged.
+    -> audience export. A failure at any step leaves the published marts and exports unchanged. With
+    --target postgres the gates read Postgres and the publish is a schema swap there (the DuckDB warehouse keeps a
+    copy of the published marts for the serving snapshot and the exports).
     """
     from ulm.privacy.keys import ensure_local_pii_key
     from ulm.transform.dbt import summary_lines
@@ -210,9 +212,6 @@ def build(ctx, as_of, full_refresh, dev, select, unit_tests, wait_seconds, targe
 
     if select and not dev:
         raise UlmError("--select builds part of the project, which is never published: add --dev")
-    if target != "duckdb" and not dev:
-        raise UlmError(f"--target {target}: the gates and the publish run on DuckDB only so far (issue #15); "
-                       "add --dev for a developer build on that target")
     ensure_local_pii_key()
     run_ctx = _context(ctx, as_of=as_of, target=target)
     with _writer(ctx, f"ulm build --as-of {as_of}", wait_seconds):
@@ -276,9 +275,10 @@ def bench(scale, out_md, only, workdir):
 @_wait_option
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the run result (states and seconds per task) as JSON to this file.")
+@_target_option
 @click.pass_context
 @friendly_errors
-def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds, report_file):
+def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds, report_file, target):
     """Run the Airflow DAGs ulm_daily (+ ulm_ml) for one business day, in-process (`airflow dags test`).
 
     ingest -> Gate 1 -> dbt (Cosmos) into audit schemas -> Gates 2, 3 -> publish -> exports -> scoring/training.
@@ -289,8 +289,8 @@ def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds, report_file):
 
     ensure_local_pii_key()
     try:
-        res = run_dags(_context(ctx, as_of=as_of, landing_dir=landing_dir), ml=not no_ml, train=train,
-                       wait_seconds=wait_seconds)
+        res = run_dags(_context(ctx, as_of=as_of, landing_dir=landing_dir, target=target), ml=not no_ml,
+                       train=train, wait_seconds=wait_seconds)
     except RunFailed as exc:  # the report says what ran, also (above all) when the run failed
         _write_report(report_file, {**exc.result, "error": str(exc)})
         raise
@@ -376,15 +376,16 @@ def train(ctx, as_of, tasks, wait_seconds):
 @click.option("--truth", "truth_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Generator ground truth to also evaluate churn against (synthetic data only).")
 @_wait_option
+@_target_option
 @click.pass_context
 @friendly_errors
-def score(ctx, as_of, truth_dir, wait_seconds):
+def score(ctx, as_of, truth_dir, wait_seconds, target):
     """Score the day's population (analytics consent, active in the last 90 days) with the champion models
     (models:/ulm_churn@champion, models:/ulm_ltv@champion); the summary counts who was not scored and why."""
     from ulm.ml.score import score as run_score
 
     with _writer(ctx, f"ulm score --as-of {as_of}", wait_seconds):
-        res = run_score(as_of=as_of, warehouse=ctx.obj["warehouse"], truth_dir=truth_dir)
+        res = run_score(as_of=as_of, warehouse=ctx.obj["warehouse"], truth_dir=truth_dir, target=target)
     _print_summary(f"scored as of {as_of}", res)
 
 

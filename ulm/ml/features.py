@@ -15,11 +15,17 @@ Inputs (:data:`INTERFACE`): the contracted dbt models ``dim_persons``, ``fct_per
 every function takes the schema as an argument). The ``clv_*`` features are the ``fct_clv_snapshots`` row at
 ``t``, which exists for month ends and the as-of day of the marts only: other cutoffs are refused.
 Output: table ``ml.feature_snapshots`` (rebuilt for all month-end cutoffs; labels mature as time passes).
+
+On the ``postgres`` target (issue #15, docs/DECISIONS.md D63) :func:`published_marts` reads the :data:`INTERFACE`
+tables from the Postgres warehouse's published marts into an in-memory DuckDB, and the same feature SQL runs there:
+one feature implementation, the target's data.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -249,6 +255,28 @@ def month_end_cutoffs(con: duckdb.DuckDBPyConnection, as_of: date, schema: str =
         return []
     ends = pd.date_range(pd.Timestamp(first), pd.Timestamp(as_of), freq="ME")
     return [d.date() for d in ends if d.date() > first]
+
+
+@contextmanager
+def published_marts(con: duckdb.DuckDBPyConnection, target: str = "duckdb") -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection whose published schema holds the target's published :data:`INTERFACE` marts: ``con``
+    itself on ``duckdb``; on ``postgres`` an in-memory DuckDB with a copy of them read from PostgreSQL (ULM_PG_*)."""
+    if target == "duckdb":
+        yield con
+        return
+    if target != "postgres":
+        raise UlmError(f"ML features: target {target!r} is not supported yet")
+    from ulm.warehouse import postgres
+
+    mem = duckdb.connect()
+    try:
+        t0 = time.perf_counter()
+        copied = postgres.copy_to_duckdb(postgres.PgConfig.from_env(), PUBLISHED, mem, tables=list(INTERFACE))
+        log.info("features read %d rows of %s from PostgreSQL in %.1fs", sum(copied.values()),
+                 ", ".join(sorted(copied)), time.perf_counter() - t0)
+        yield mem
+    finally:
+        mem.close()
 
 
 def snapshot(con: duckdb.DuckDBPyConnection, cutoff: date, as_of: date | None = None,

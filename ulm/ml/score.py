@@ -103,16 +103,18 @@ def coverage(unscored: pd.DataFrame, scored: int) -> dict:
 
 
 @quiet
-def score(as_of: date, warehouse: Path, truth_dir: Path | None = None) -> dict:
+def score(as_of: date, warehouse: Path, truth_dir: Path | None = None, target: str = "duckdb") -> dict:
     """Score the population as of ``as_of`` with both champions; returns counts (scored, not scored by reason),
-    versions and timings."""
+    versions and timings. On ``target="postgres"`` the features are read from the Postgres published marts and
+    ``ml.scores`` is written back there too (where the dbt models read it), after the DuckDB warehouse's."""
     start = time.perf_counter()
     tracking.configure()
     churn_model, churn_version = load_champion("churn")
     ltv_model, ltv_version = load_champion("ltv")
     with connect_read_only(warehouse) as con:
-        frame = features.normalize_types(features.snapshot(con, as_of))
-        unscored = features.unscored_reasons(con, as_of)
+        with features.published_marts(con, target) as marts:
+            frame = features.normalize_types(features.snapshot(marts, as_of))
+            unscored = features.unscored_reasons(marts, as_of)
         ref_churn = _reference(con, churn_model.unwrap_python_model().train_cutoffs)
         ref_ltv = _reference(con, ltv_model.unwrap_python_model().train_cutoffs)
     t_features = time.perf_counter() - start
@@ -132,6 +134,11 @@ def score(as_of: date, warehouse: Path, truth_dir: Path | None = None) -> dict:
             con.execute("delete from ml.scores where score_date = ?", [as_of])
             con.execute("insert into ml.scores by name select * from scores_df")
         con.unregister("scores_df")
+        if target == "postgres":  # Postgres ml.scores := DuckDB's, in one Postgres transaction
+            from ulm.warehouse import postgres
+
+            copied = postgres.copy_from_duckdb(con, postgres.PgConfig.from_env(), tables=[("ml", "scores")])
+            log.info("ml.scores written to PostgreSQL: %s rows", f"{copied['ml.scores']:,}")
     drifts = {"churn": {"drift": _drift(churn_model, frame, churn, ref_churn), "run_id": None},
               "ltv": {"drift": _drift(ltv_model, frame, ltv / scale, ref_ltv), "run_id": None}}
     drifts = {k: v for k, v in drifts.items() if not v["drift"].empty}

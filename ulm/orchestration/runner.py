@@ -65,6 +65,9 @@ def run(ctx: RunContext, *, ml: bool = True, train: bool | None = None, wait_sec
     ``train``: None = train when the weekly training schedule fires on ``as_of``; True/False force it.
     """
     as_of = ctx.require_as_of()
+    if ctx.target != "duckdb" and _settings.settings().dbt_execution_mode != "build":
+        raise UlmError(f"ulm run --target {ctx.target}: the dbt tasks run on other targets in execution mode "
+                       f"'build' only (ULM_DBT_EXECUTION_MODE={_settings.settings().dbt_execution_mode})")
     with write_lock(ctx.warehouse, f"ulm run --as-of {as_of}", wait_seconds):
         return _run_locked(ctx, ml, train)
 
@@ -140,11 +143,12 @@ def _run_locked(ctx: RunContext, ml: bool, train: bool | None, dag_start: date |
     env = airflow_env(ctx, ULM_DAG_START_DATE=start.isoformat())
     ensure_airflow_db(env)
     ensure_manifest(env)
-    plan = [{"dag_id": DAILY_DAG, "conf": {"as_of": as_of.isoformat()}}]
+    target = {} if ctx.target == "duckdb" else {"target": ctx.target}  # the default run's conf stays as it was
+    plan = [{"dag_id": DAILY_DAG, "conf": {"as_of": as_of.isoformat(), **target}}]
     if ml:
         plan.append({"dag_id": ML_DAG, "after": DAILY_DAG,
                      "conf": {"as_of": as_of.isoformat(),
-                              "train": is_training_day(as_of) if train is None else train}})
+                              "train": is_training_day(as_of) if train is None else train, **target}})
     results = _run_child(plan, as_of, env)
     out = {"as_of": as_of.isoformat(), "warehouse": str(ctx.warehouse), "dags": results,
            "seconds": round(time.perf_counter() - t0, 3)}

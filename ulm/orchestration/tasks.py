@@ -162,7 +162,20 @@ def run_context(context: dict[str, Any], schema_prefix: str = "") -> RunContext:
         if logical is None and published is None:
             raise UlmError("this run has no logical date: trigger it with the param as_of=YYYY-MM-DD")
         as_of = published or logical.astimezone(ZoneInfo(BUSINESS_TZ)).date()
-    return RunContext.create(as_of=as_of, schema_prefix=schema_prefix, run_id=str(context["run_id"]))
+    return RunContext.create(as_of=as_of, schema_prefix=schema_prefix, run_id=str(context["run_id"]),
+                             target=_run_target(context))
+
+
+def _run_target(context: dict[str, Any]) -> str:
+    """The dbt target of a run (issue #15): param ``target`` (``ulm run --target``), else the target of the publish
+    that triggered an asset run, else ``duckdb``."""
+    explicit = (context.get("params") or {}).get("target")
+    if explicit:
+        return str(explicit)
+    events = context.get("triggering_asset_events") or {}
+    targets = {str((getattr(ev, "extra", None) or {}).get("target") or "") for evs in events.values() for ev in evs}
+    targets.discard("")
+    return targets.pop() if len(targets) == 1 else "duckdb"
 
 
 def _published_as_of(context: dict[str, Any]):
@@ -245,13 +258,20 @@ def gate_landing(run: dict, ingested: dict) -> dict:
 
 
 @task(pool=POOL, doc_md="Process pending erasure requests (docs/PRIVACY.md#erasure) before anything is built: "
-                        "suppression list, every layer, export files; `audit.erasure_log` has the counts.")
+                        "suppression list, every layer, export files; `audit.erasure_log` has the counts. On the "
+                        "postgres target, then copy raw to PostgreSQL.")
 @user_errors_fail_fast
 def erase(run: dict) -> dict:
     from ulm.privacy.erasure import erase as run_erase
 
     ctx = _ctx(run)
-    return _jsonable(run_erase(ctx.warehouse, ctx.data_dir))
+    out = _jsonable(run_erase(ctx.warehouse, ctx.data_dir))
+    if ctx.target == "postgres":  # raw reaches Postgres after the erasure: erased rows never get there (D64)
+        from ulm.warehouse import postgres
+
+        copied = postgres.sync_raw(ctx.warehouse, postgres.PgConfig.from_env())
+        out["postgres_raw"] = {"tables": len(copied), "rows": sum(copied.values())}
+    return out
 
 
 @task(pool=POOL, retries=0, doc_md="Gate 2 (staging): freshness, volume, nulls, accepted values, "
@@ -287,7 +307,9 @@ def export_audiences(run: dict, **context) -> dict:
 
     out = run_export(_ctx(run))
     # the ML run this publish triggers reads its as-of day from the event (asset runs have no logical date)
-    context["outlet_events"][MARTS_ASSET].extra = {"as_of": run["as_of"], "run_id": run.get("run_id")}
+    context["outlet_events"][MARTS_ASSET].extra = {"as_of": run["as_of"], "run_id": run.get("run_id"),
+                                                   **({"target": run["target"]} if run.get("target", "duckdb")
+                                                      != "duckdb" else {})}
     return out
 
 
@@ -354,4 +376,4 @@ def score(run: dict) -> dict:
         skip(f"no @champion model yet for {', '.join(missing)}: nothing to score "
                                    "until a training run promotes one (param train=true)")
     ctx = _ctx(run)
-    return _jsonable(run_score(as_of=ctx.require_as_of(), warehouse=ctx.warehouse))
+    return _jsonable(run_score(as_of=ctx.require_as_of(), warehouse=ctx.warehouse, target=ctx.target))

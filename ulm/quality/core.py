@@ -2,8 +2,10 @@
 
 GX's SQL datasource does not work on DuckDB, and at 100M+ events nothing event-level may be pulled into
 pandas. So every check is a :class:`Frame`: a SQL query that projects only the columns a suite needs or,
-for large tables, aggregates in DuckDB first (counts, duplicate keys, distinct values, daily totals). GX then
-validates that small frame with ordinary expectations, so results, observed values and Data Docs are GX's.
+for large tables, aggregates in the warehouse first (counts, duplicate keys, distinct values, daily totals). GX
+then validates that small frame with ordinary expectations, so results, observed values and Data Docs are GX's.
+The frames' SQL is portable: the same query runs on DuckDB and on PostgreSQL (issue #15), so both targets give
+the same frames, the same GX results and the same failure messages.
 
 A :class:`Suite` is a list of frames; a gate runs one or more suites, stores one row per expectation in
 ``audit.gate_results`` (run_id, as_of, gate, suite, expectation, column, observed_value, success, ...),
@@ -88,7 +90,8 @@ def expect_unique(column: str) -> Expect:
 
 @dataclass(frozen=True)
 class Frame:
-    """A SQL query (aggregated in DuckDB when the source is large) and the expectations GX checks on it."""
+    """A SQL query (aggregated in the warehouse when the source is large; portable DuckDB / PostgreSQL SQL) and the
+    expectations GX checks on it."""
 
     name: str
     sql: str
@@ -279,8 +282,13 @@ def run_gate(
     data_root: Path,
     *,
     raise_on_failure: bool = True,
+    read: Callable[[str], Any] | None = None,
 ) -> GateReport:
-    """Evaluate every frame of every suite with GX, store the results, build Data Docs, raise on failure."""
+    """Evaluate every frame of every suite with GX, store the results, build Data Docs, raise on failure.
+
+    ``read(sql) -> pandas.DataFrame`` evaluates a frame's query on the run's target (default: ``con``, the DuckDB
+    warehouse; :class:`ulm.warehouse.postgres.Reader` on PostgreSQL). The results always go to ``con``'s
+    ``audit.gate_results`` (the DuckDB warehouse file holds the run's records on every target)."""
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -294,7 +302,7 @@ def run_gate(
     rendered: list = []  # this gate's suites and results: the only Data Docs pages to (re)render
     for suite in suites:
         for frame in suite.frames:
-            df = con.execute(frame.sql).df()
+            df = read(frame.sql) if read is not None else con.execute(frame.sql).df()
             vd = _validation_definition(ctx, suite, frame)
             res = vd.run(batch_parameters={"dataframe": df}, result_format="SUMMARY", run_id=gx_run)
             rendered += [ExpectationSuiteIdentifier(name=vd.suite.name), _keep_run_id(ctx, vd, res, gx_run, run_id)]

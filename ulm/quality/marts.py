@@ -1,4 +1,5 @@
-"""Gate 3, marts (docs/METRICS.md#quality-gates-and-publishing): invariants of the audited marts, each aggregated in DuckDB first.
+"""Gate 3, marts (docs/METRICS.md#quality-gates-and-publishing): invariants of the audited marts, each aggregated in the warehouse first (portable SQL:
+DuckDB and PostgreSQL).
 
 * ``stage_history`` - one stage per person per day: the stage intervals ``[valid_from, valid_to)`` of a
   person neither overlap nor leave gaps, exactly one is open, and the first starts on the registration day.
@@ -99,6 +100,12 @@ def stage_counts_frame(marts: str, as_of: date) -> Frame:
     ))
 
 
+def _num_text(col: str) -> str:
+    """A double as text alike on DuckDB and PostgreSQL (a whole number without '.0', which only DuckDB prints)."""
+    return (f"CASE WHEN {col} = trunc({col}) AND abs({col}) < 1e15 THEN CAST(CAST({col} AS BIGINT) AS VARCHAR) "
+            f"ELSE CAST({col} AS VARCHAR) END")
+
+
 def _column_stats_frame(name: str, marts: str, columns: list[tuple[str, str]], lo: float | None,
                         hi: float | None) -> Frame | None:
     """One row per (table, column): min, max and ``out_of_range`` naming it when outside [lo, hi]."""
@@ -109,15 +116,17 @@ def _column_stats_frame(name: str, marts: str, columns: list[tuple[str, str]], l
         conds.append(f"min_value < {lo}")
     if hi is not None:
         conds.append(f"max_value > {hi}")
-    parts = [f"SELECT '{t}' AS table_name, '{c}' AS column_name, CAST(min({_q(c)}) AS DOUBLE) AS min_value, "
-             f"CAST(max({_q(c)}) AS DOUBLE) AS max_value FROM {marts}.{_q(t)}" for t, c in columns]
+    parts = [f"SELECT '{t}' AS table_name, '{c}' AS column_name, CAST(min({_q(c)}) AS DOUBLE PRECISION) AS "
+             f"min_value, CAST(max({_q(c)}) AS DOUBLE PRECISION) AS max_value FROM {marts}.{_q(t)}"
+             for t, c in columns]
     sql = f"""
         SELECT table_name, column_name, coalesce(min_value, {lo if lo is not None else 0}) AS min_value,
                coalesce(max_value, {hi if hi is not None else 0}) AS max_value,
                CASE WHEN {' OR '.join(conds)}
-                    THEN table_name || '.' || column_name || ' in [' || min_value || ', ' || max_value || ']'
+                    THEN table_name || '.' || column_name || ' in [' || {_num_text("min_value")} || ', '
+                         || {_num_text("max_value")} || ']'
                END AS out_of_range
-        FROM ({' UNION ALL '.join(parts)}) ORDER BY table_name, column_name"""
+        FROM ({' UNION ALL '.join(parts)}) AS stats ORDER BY table_name, column_name"""
     checks: list[Expect] = [Expect("ExpectColumnValuesToBeNull", "out_of_range")]
     if lo is not None:
         checks.append(expect_min("min_value", lo))
@@ -142,9 +151,9 @@ def gmv_frame(marts: str, staging: str) -> Frame:
         )
         SELECT count(*) AS days,
                count(*) FILTER (WHERE mart_gmv <> orders_gmv) AS days_with_gmv_mismatch,
-               CAST(coalesce(max(abs(mart_gmv - orders_gmv)), 0) AS DOUBLE) AS max_abs_gmv_difference,
-               CAST(coalesce(sum(mart_gmv), 0) AS DOUBLE) AS mart_gmv_total,
-               CAST(coalesce(sum(orders_gmv), 0) AS DOUBLE) AS orders_gmv_total
+               CAST(coalesce(max(abs(mart_gmv - orders_gmv)), 0) AS DOUBLE PRECISION) AS max_abs_gmv_difference,
+               CAST(coalesce(sum(mart_gmv), 0) AS DOUBLE PRECISION) AS mart_gmv_total,
+               CAST(coalesce(sum(orders_gmv), 0) AS DOUBLE PRECISION) AS orders_gmv_total
         FROM joined"""
     return Frame("gmv", sql, (expect_max("days_with_gmv_mismatch", 0), expect_max("max_abs_gmv_difference", 0)))
 

@@ -1,6 +1,6 @@
 """Gate 2, staging (docs/METRICS.md#quality-gates-and-publishing): freshness, volume, accepted values, ranges and uniqueness.
 
-Everything is aggregated in DuckDB before GX sees it, so the gate costs a few scans at any scale:
+Everything is aggregated in the warehouse (DuckDB or PostgreSQL: the SQL is portable) before GX sees it, so the gate costs a few scans at any scale:
 
 * ``events_freshness_volume`` - one row: latest event day, lag to the as-of day, events on the as-of day,
   the trailing median (``volume_trailing_days`` days before it, counting days with no events as 0, from the
@@ -60,8 +60,11 @@ def freshness_volume_frame(schema: str, as_of: date) -> Frame:
             GROUP BY event_date
         ),
         history AS (
-            SELECT median(coalesce(daily.events, 0)) AS median_events, count(*) AS trailing_days
-            FROM (SELECT CAST(unnest(generate_series({d} - {n}, {d} - 1, INTERVAL 1 DAY)) AS DATE) AS day) AS s
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY coalesce(daily.events, 0)) AS median_events,
+                   count(*) AS trailing_days
+            FROM (SELECT CAST(g.day AS DATE) AS day
+                  FROM generate_series(CAST({d} - {n} AS TIMESTAMP), CAST({d} - 1 AS TIMESTAMP), INTERVAL '1 day')
+                       AS g(day)) AS s
             CROSS JOIN bounds
             LEFT JOIN daily USING (day)
             WHERE s.day >= bounds.first_day
@@ -91,7 +94,7 @@ def integrity_frame(schema: str, table: contract.Table, columns: set[str]) -> Fr
     checks: list[Expect] = []
     if keys and len(keys) == len(table.key):
         key_list = ", ".join(_q(k) for k in keys)
-        aggs.append(f"count(*) - (SELECT count(*) FROM (SELECT DISTINCT {key_list} FROM {rel})) AS duplicate_keys")
+        aggs.append(f"count(*) - (SELECT count(*) FROM (SELECT DISTINCT {key_list} FROM {rel}) AS k) AS duplicate_keys")
         checks.append(expect_max("duplicate_keys", 0))
     for col in table.columns:
         if col.name not in columns:

@@ -7,6 +7,11 @@ are dropped, and a row goes to ``audit.publish_log``. Readers either see the pre
 never a mix; on any error the transaction rolls back and the previous marts stay exactly as they were.
 Table and column comments (dbt ``persist_docs``) are copied along. After the commit the serving snapshot that
 readers open is rewritten and swapped in (:mod:`ulm.transform.serving`).
+
+On the ``postgres`` target (docs/DECISIONS.md D60, D62) the publish is PostgreSQL's schema swap in one transaction
+(:func:`ulm.warehouse.postgres.publish_schema`); then, in one DuckDB transaction, the DuckDB warehouse's ``marts``
+becomes a copy of the just-published Postgres marts and the publish is logged, so the serving snapshot, the
+audience exports and the dashboard read exactly what Postgres published.
 """
 from __future__ import annotations
 
@@ -37,6 +42,8 @@ def publish(ctx: RunContext) -> dict:
     if source_schema == target_schema:
         raise UlmError("publish: the run context has no schema prefix, so there is no audited build to publish")
     t0 = time.perf_counter()
+    if ctx.target == "postgres":
+        return _publish_postgres(ctx, source_schema, target_schema, t0)
     con = connect(ctx.warehouse)
     try:
         source = relations(con, source_schema)
@@ -56,6 +63,36 @@ def publish(ctx: RunContext) -> dict:
              source_schema, target_schema, seconds)
     return {"tables": len(counts), "rows": sum(counts.values()), "seconds": seconds,
             "published": sorted(counts), "serving": snapshot}
+
+
+def _publish_postgres(ctx: RunContext, source_schema: str, target_schema: str, t0: float) -> dict:
+    """Schema swap on Postgres, then the DuckDB mirror of the published marts + publish log, then serving."""
+    from ulm.warehouse import postgres
+
+    cfg = postgres.PgConfig.from_env()
+    counts = postgres.publish_schema(cfg, source_schema, target_schema)
+    con = connect(ctx.warehouse)
+    try:
+        ensure_audit_schema(con)
+        with transaction(con):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(target_schema)}")
+            for name, kind in relations(con, target_schema).items():
+                con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {quote(target_schema)}.{quote(name)}")
+            mirrored = postgres.copy_to_duckdb(cfg, target_schema, con)
+            if mirrored != counts:
+                raise UlmError(f"publish: the DuckDB copy of PostgreSQL {target_schema} differs from what was "
+                               f"published ({sum(mirrored.values())} vs {sum(counts.values())} rows)")
+            con.execute("INSERT INTO audit.publish_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [ctx.run_id, ctx.require_as_of(), f"postgres:{source_schema}", target_schema, len(counts),
+                         sum(counts.values()), datetime.now(timezone.utc).replace(tzinfo=None)])
+        snapshot = serving.refresh(con, ctx.data_dir, ctx.as_of, ctx.run_id, reason="publish")
+    finally:
+        con.close()
+    seconds = round(time.perf_counter() - t0, 3)
+    log.info("published %d tables (%d rows) from %s to %s on PostgreSQL %s:%s/%s in %.1fs", len(counts),
+             sum(counts.values()), source_schema, target_schema, cfg.host, cfg.port, cfg.dbname, seconds)
+    return {"tables": len(counts), "rows": sum(counts.values()), "seconds": seconds,
+            "published": sorted(counts), "serving": snapshot, "target": "postgres"}
 
 
 def _swap(con, source: dict[str, str], source_schema: str, target_schema: str) -> dict[str, int]:

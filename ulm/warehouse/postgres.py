@@ -401,3 +401,84 @@ def publish_schema(cfg: PgConfig, source: str = "audit_marts", target: str = "ma
         return counts
     finally:
         con.close()
+
+
+class Reader:
+    """Read-only queries on the PostgreSQL warehouse, for the gates: :meth:`df` is what ``duckdb ... .df()`` is on
+    DuckDB (numerics as floats, as DuckDB's ``.df()`` gives decimals), :meth:`tables` is
+    :func:`ulm.quality.core.existing_tables`. One read-only autocommit session; use as a context manager."""
+
+    def __init__(self, cfg: PgConfig) -> None:
+        self.con = cfg.connect()
+        self.con.set_session(readonly=True, autocommit=True)
+
+    def df(self, sql: str):
+        import pandas as pd
+
+        with self.con.cursor() as cur:
+            cur.execute(sql)
+            cols = [d[0] for d in cur.description]
+            return pd.DataFrame.from_records(cur.fetchall(), columns=cols, coerce_float=True)
+
+    def tables(self, schema: str) -> dict[str, set[str]]:
+        with self.con.cursor() as cur:
+            cur.execute("select table_name, column_name from information_schema.columns where table_schema = %s",
+                        (schema,))
+            out: dict[str, set[str]] = {}
+            for table, column in cur.fetchall():
+                out.setdefault(table, set()).add(column)
+        return out
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _duck_type(data_type: str, precision: int | None, scale: int | None) -> str:
+    t = data_type.lower()
+    if t == "numeric":
+        return f"DECIMAL({precision},{scale})" if precision is not None else "DOUBLE"
+    simple = {"text": "VARCHAR", "character varying": "VARCHAR", "character": "VARCHAR", "bigint": "BIGINT",
+              "integer": "INTEGER", "smallint": "SMALLINT", "boolean": "BOOLEAN", "date": "DATE",
+              "timestamp without time zone": "TIMESTAMP", "timestamp with time zone": "TIMESTAMPTZ",
+              "double precision": "DOUBLE", "real": "FLOAT", "jsonb": "VARCHAR", "json": "VARCHAR",
+              "uuid": "UUID", "time without time zone": "TIME", "interval": "INTERVAL"}
+    return simple.get(t, "VARCHAR")
+
+
+def copy_to_duckdb(cfg: PgConfig, schema: str, duck: Any, target_schema: str | None = None,
+                   tables: list[str] | None = None) -> dict[str, int]:
+    """The reverse of :func:`copy_from_duckdb`: every table of Postgres ``schema`` (or ``tables``) into DuckDB
+    ``target_schema`` (default the same name) of the connection ``duck``, through ``COPY TO STDOUT`` (CSV, NULL and ''
+    kept apart) into a private temp file that DuckDB reads with the columns' types. Runs in the caller's DuckDB
+    transaction when there is one (each table is dropped and re-created). Returns ``{table: rows}``."""
+    import tempfile
+
+    target_schema = target_schema or schema
+    out: dict[str, int] = {}
+    duck.execute(f"create schema if not exists {_q(target_schema)}")
+    with cursor(cfg) as cur, tempfile.TemporaryDirectory(prefix="ulm-pg-copy-") as tmp:
+        cur.execute("select table_name, column_name, data_type, numeric_precision, numeric_scale "
+                    "from information_schema.columns where table_schema = %s order by table_name, ordinal_position",
+                    (schema,))
+        columns: dict[str, list[tuple[str, str]]] = {}
+        for table, column, dtype, precision, scale in cur.fetchall():
+            if tables is None or table in tables:
+                columns.setdefault(table, []).append((column, _duck_type(dtype, precision, scale)))
+        for table, cols in columns.items():
+            path = Path(tmp) / "t.csv"
+            with open(path, "w", encoding="utf-8", newline="") as fh:
+                cur.copy_expert(f"copy (select * from {_q(schema)}.{_q(table)}) to stdout with (format csv)", fh)
+            spec = "{" + ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': '{t}'" for c, t in cols) + "}"
+            rel = f"{_q(target_schema)}.{_q(table)}"
+            duck.execute(f"drop table if exists {rel}")
+            duck.execute(f"create table {rel} as select * from read_csv(?, columns = {spec}, header = false, "
+                         "nullstr = '', allow_quoted_nulls = false, auto_detect = false, quote = '\"', "
+                         "escape = '\"', delim = ',')", [str(path)])
+            out[table] = duck.execute(f"select count(*) from {rel}").fetchone()[0]
+    return out

@@ -1,0 +1,245 @@
+"""The PostgreSQL target end to end (issue #15): gates, atomic publish, ML write-back, incremental parity.
+
+One private PostgreSQL cluster (tests/test_engines.py's ``pg`` fixture) and one small generated data set stamped up
+to day d+1. Two warehouses live the same two days: ``duck`` on the duckdb target, ``pg`` on the postgres target
+(ingest in DuckDB, raw copied to Postgres, dbt + Gates 2-3 + publish on Postgres). Day d is a first build, day d+1
+an incremental one. Then:
+
+- the published marts of both targets are equal table by table after day d and after day d+1 (exact for counts
+  and money, 1e-9 relative for rates), and the DuckDB copy of the Postgres marts (serving, exports) equals Postgres;
+- Gates 2 and 3 give the same expectations and observed values on both targets, and the same one-line failure
+  messages on the same defects;
+- a bad raw row on Postgres fails Gate 2, and the published marts (Postgres and its DuckDB copy) and the publish
+  log stay exactly as they were;
+- scores written on the postgres target land in Postgres ``ml.scores``, where the dbt models read them.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_engines import pg  # noqa: F401  (the module's private cluster)
+
+from ulm.core.context import RunContext
+from ulm.quality.core import GateFailed
+from ulm.warehouse import engines, postgres
+
+pytestmark = pytest.mark.slow
+
+PERSONS, DAYS, DAY = 200, 40, date(2025, 3, 30)
+NEXT = DAY + timedelta(days=1)
+
+
+def _gate_rows(wh: Path, run_id: str) -> list[tuple]:
+    with duckdb.connect(str(wh), read_only=True) as con:
+        return con.execute("select gate, suite, frame, expectation, \"column\", observed_value, success "
+                           "from audit.gate_results where run_id = ? order by all", [run_id]).fetchall()
+
+
+def _compare_published(duck_wh: Path, cfg: postgres.PgConfig, schema: str = "marts") -> dict[str, int]:
+    with duckdb.connect(str(duck_wh), read_only=True) as con, postgres.cursor(cfg) as cur:
+        counts, diffs = engines.compare_schema(con, cur, schema)
+    assert not diffs, "\n".join(diffs)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def runs(pg, tmp_path_factory) -> dict:  # noqa: F811
+    """Day d (first build) and day d+1 (incremental) on both targets; what each build_and_publish returned."""
+    from ulm.generate import generate
+    from ulm.ingest import ingest_dir
+    from ulm.transform.wap import build_and_publish
+
+    root = tmp_path_factory.mktemp("pgrun")
+    generate(out_dir=root / "landing", persons=PERSONS, days=DAYS, end_date=NEXT, seed=11, progress=False)
+    cfg = postgres.create_database(pg, "ulm_run")
+    out: dict = {"cfg": cfg, "root": root}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(postgres.ENV["dbname"], cfg.dbname)
+        for day in (DAY, NEXT):
+            for target in ("duckdb", "postgres"):
+                wh = root / f"{target}.duckdb"
+                ingest_dir(root / "landing", wh, until=day, progress=False)
+                if target == "postgres":
+                    postgres.sync_raw(wh, cfg)
+                ctx = RunContext.create(as_of=day, warehouse=wh, target=target)
+                ctx = ctx.with_(data_dir=root / target)
+                out[(target, day)] = build_and_publish(ctx, progress=False)
+            if day == DAY:  # the marts published after day d on both targets
+                out["day_d_marts"] = _compare_published(root / "duckdb.duckdb", cfg)
+    return out
+
+
+def test_day_d_and_incremental_day_d1_give_the_same_marts(runs):
+    """Published marts equal table by table after the first build (day d) and after the incremental day d+1."""
+    cfg, root = runs["cfg"], runs["root"]
+    assert len(runs["day_d_marts"]) >= 30 and runs["day_d_marts"]["dim_persons"] > 0
+    counts = _compare_published(root / "duckdb.duckdb", cfg)
+    assert counts["dim_persons"] >= runs["day_d_marts"]["dim_persons"]
+    with postgres.cursor(cfg) as cur:
+        cur.execute("select max(kpi_date) from marts.mart_kpi_daily")
+        assert cur.fetchone()[0] == NEXT
+    assert runs[("postgres", NEXT)]["publish"]["target"] == "postgres"
+
+
+def test_duckdb_copy_of_the_postgres_marts_is_exact(runs):
+    """What the serving snapshot and the exports read on the postgres target is what Postgres published."""
+    cfg, root = runs["cfg"], runs["root"]
+    counts = _compare_published(root / "postgres.duckdb", cfg)
+    assert counts == {k: v for k, v in _compare_published(root / "duckdb.duckdb", cfg).items()}
+    pub = runs[("postgres", NEXT)]
+    assert Path(pub["publish"]["serving"]["path"]).exists() and pub["export"]["persons"] == \
+        runs[("duckdb", NEXT)]["export"]["persons"]
+    with duckdb.connect(str(root / "postgres.duckdb"), read_only=True) as con:
+        log = con.execute("select source_schema, tables from audit.publish_log order by published_at").fetchall()
+    assert [r[0] for r in log] == ["postgres:audit_marts"] * 2 and log[-1][1] == pub["publish"]["tables"]
+
+
+def test_gates_give_the_same_results_on_both_targets(runs):
+    root = runs["root"]
+    for day in (DAY, NEXT):
+        duck = _gate_rows(root / "duckdb.duckdb", runs[("duckdb", day)]["run_id"])
+        pgr = _gate_rows(root / "postgres.duckdb", runs[("postgres", day)]["run_id"])
+        assert len(duck) >= 45 and {r[0] for r in duck} == {"staging", "marts"}
+        assert pgr == duck
+
+
+@pytest.mark.parametrize("defects", [
+    ("UPDATE bad_staging.stg_nps_responses SET score = 11",
+     "UPDATE bad_staging.stg_orders SET status = 'lost' WHERE order_id IN "
+     "(SELECT min(order_id) FROM bad_staging.stg_orders)"),
+    ("UPDATE bad_marts.mart_kpi_daily SET stickiness = 1.25 WHERE kpi_date = (SELECT max(kpi_date) FROM "
+     "bad_marts.mart_kpi_daily)",
+     "UPDATE bad_marts.mart_kpi_daily SET gmv = gmv + 0.01 WHERE kpi_date = (SELECT min(kpi_date) FROM "
+     "bad_marts.mart_kpi_daily)",
+     "INSERT INTO bad_marts.dim_persons SELECT * FROM bad_marts.dim_persons ORDER BY person_id LIMIT 1"),
+], ids=["staging", "marts"])
+def test_the_same_defects_fail_with_the_same_message(runs, defects, tmp_path):
+    """Copies of the audited schemas (bad_*) get the same defects on both engines; the gates fail identically."""
+    from ulm.quality.gates import gate_marts, gate_staging
+
+    cfg, root = runs["cfg"], runs["root"]
+    layers = ("staging", "intermediate", "marts")
+    messages = {}
+    for target in ("duckdb", "postgres"):
+        wh = root / f"{target}.duckdb"
+        if target == "duckdb":
+            with duckdb.connect(str(wh)) as con:
+                for layer in layers:
+                    con.execute(f"drop schema if exists bad_{layer} cascade; create schema bad_{layer}")
+                    for (t,) in con.execute("select table_name from duckdb_tables() where schema_name = ?",
+                                            [f"audit_{layer}"]).fetchall():
+                        con.execute(f'create table bad_{layer}."{t}" as select * from audit_{layer}."{t}"')
+                for sql in defects:
+                    con.execute(sql)
+        else:
+            with postgres.cursor(cfg) as cur:
+                for layer in layers:
+                    cur.execute(f"drop schema if exists bad_{layer} cascade; create schema bad_{layer}")
+                    cur.execute("select table_name from information_schema.tables where table_schema = %s",
+                                (f"audit_{layer}",))
+                    for (t,) in cur.fetchall():
+                        cur.execute(f'create table bad_{layer}."{t}" as select * from audit_{layer}."{t}"')
+                for sql in defects:
+                    cur.execute(sql)
+        ctx = RunContext.create(as_of=NEXT, warehouse=wh, target=target).with_(
+            schema_prefix="bad_", data_dir=tmp_path / target, run_id=f"defects-{target}")
+        gate = gate_staging if "bad_staging" in defects[0] else gate_marts
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(postgres.ENV["dbname"], cfg.dbname)
+            with pytest.raises(GateFailed) as err:
+                gate(ctx)
+        messages[target] = str(err.value)
+    assert messages["postgres"] == messages["duckdb"]
+    wanted = (("nps_responses_integrity.max_score", "orders_values.status") if "bad_staging" in defects[0] else
+              ("rates.out_of_range", "gmv.days_with_gmv_mismatch", "gmv.max_abs_gmv_difference",
+               "persons.duplicate_person_ids"))
+    assert all(w in messages["duckdb"] for w in wanted), messages["duckdb"]
+
+
+class _Champion:
+    """Stands in for an MLflow @champion (the registry is tests/test_ml_*'s subject): a score from the features."""
+
+    train_cutoffs: list = []
+    horizon_days = 365
+    top_features: list = []
+
+    def unwrap_python_model(self):
+        return self
+
+    def predict_frame(self, frame):
+        return (frame["active_days_30d"].to_numpy(dtype=float) + 1) / 32
+
+
+def test_scores_read_postgres_features_and_land_in_postgres(runs, monkeypatch):
+    """On the postgres target the features come from the Postgres marts (equal to those from DuckDB's) and the
+    scores replace Postgres ml.scores, which dbt reads as source('ml', 'scores')."""
+    from ulm.ml import features, score
+    from ulm.warehouse import connect_read_only
+
+    cfg, root = runs["cfg"], runs["root"]
+    wh = root / "postgres.duckdb"
+    monkeypatch.setenv(postgres.ENV["dbname"], cfg.dbname)
+    monkeypatch.setenv("ULM_DATA_DIR", str(root / "postgres"))
+    monkeypatch.setattr(score, "load_champion", lambda task: (_Champion(), "7"))
+    with connect_read_only(root / "duckdb.duckdb") as con:
+        expected = features.snapshot(con, NEXT)
+    with connect_read_only(wh) as con, features.published_marts(con, "postgres") as marts:
+        assert marts is not con
+        from_pg = features.snapshot(marts, NEXT)
+    assert len(from_pg) > 10 and from_pg.equals(expected)
+    res = score.score(NEXT, wh, target="postgres")
+    assert res["persons"] == len(from_pg)
+    with duckdb.connect(str(wh), read_only=True) as con, postgres.cursor(cfg) as cur:
+        counts, diffs = engines.compare_schema(con, cur, "ml", skip=tuple(
+            t for t in engines.duckdb_tables(con, "ml") if t != "scores"))
+        cur.execute("select count(*), min(score_date), max(churn_model_version) from ml.scores")
+        assert cur.fetchone() == (len(from_pg), NEXT, "7")
+    assert not diffs and counts == {"scores": len(from_pg)}
+
+
+def test_a_bad_row_on_postgres_fails_the_gate_and_publishes_nothing(runs):
+    from ulm.transform.wap import build_and_publish
+
+    cfg, root = runs["cfg"], runs["root"]
+    wh = root / "postgres.duckdb"
+    with duckdb.connect(str(wh), read_only=True) as con:
+        published = con.execute("select count(*) from audit.publish_log").fetchone()[0]
+    with postgres.cursor(cfg) as cur:
+        cur.execute("select response_id, score from raw.nps_responses order by 1 limit 1")
+        rid, score = cur.fetchone()
+        cur.execute("update raw.nps_responses set score = 11 where response_id = %s", (rid,))
+    try:
+        ctx = RunContext.create(as_of=NEXT, warehouse=wh, target="postgres").with_(data_dir=root / "postgres")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(postgres.ENV["dbname"], cfg.dbname)
+            with pytest.raises(GateFailed, match=r"^gate staging failed 1 expectation\(s\): staging_integrity/"
+                                                 r"nps_responses_integrity\.max_score .* observed=11$"):
+                build_and_publish(ctx, progress=False)
+    finally:
+        with postgres.cursor(cfg) as cur:
+            cur.execute("update raw.nps_responses set score = %s where response_id = %s", (score, rid))
+    with postgres.cursor(cfg) as cur:  # the bad row reached the audited build, not the published marts
+        cur.execute("select max(score) from audit_staging.stg_nps_responses")
+        assert cur.fetchone()[0] == 11
+    _compare_published(root / "duckdb.duckdb", cfg)  # Postgres marts: still those of the good d+1 build
+    _compare_published(wh, cfg)  # and its DuckDB copy
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert con.execute("select count(*) from audit.publish_log").fetchone()[0] == published
+
+
+def test_the_run_context_carries_the_target():
+    """`ulm run --target` puts the target in the DAG conf; an asset-triggered ML run takes its publish's target."""
+    from types import SimpleNamespace
+
+    from ulm.orchestration.tasks import run_context
+
+    assert run_context({"params": {"as_of": "2025-03-31", "target": "postgres"}, "run_id": "r"}).target == "postgres"
+    assert run_context({"params": {"as_of": "2025-03-31", "target": None}, "run_id": "r"}).target == "duckdb"
+    published = {"marts": [SimpleNamespace(extra={"as_of": "2025-03-31", "target": "postgres"})]}
+    ctx = run_context({"params": {}, "run_id": "r", "triggering_asset_events": published})
+    assert (ctx.target, ctx.as_of) == ("postgres", date(2025, 3, 31))
+    with pytest.raises(Exception, match="unknown"):
+        run_context({"params": {"as_of": "2025-03-31", "target": "oracle"}, "run_id": "r"})
