@@ -124,6 +124,29 @@ def test_consistent_warehouse_passes_gates_2_and_3(wh: Path, tmp_path: Path) -> 
     assert (tmp_path / "docs" / "gx" / "index.html").exists()
 
 
+def test_data_docs_render_only_the_new_run_and_keep_the_earlier_ones(wh: Path, tmp_path: Path) -> None:
+    """Each gate renders its own pages and the index, never every result stored before (D82): the first run's
+    pages are not rewritten by the second run's gate, the index lists both, and every page is offline."""
+    from urllib.parse import quote
+
+    from ulm.quality.docs_offline import MARKER
+
+    docs = tmp_path / "docs" / "gx"
+    gate_marts(_ctx(wh, "run-day-1", tmp_path))
+    first = {p: p.stat().st_mtime_ns for p in (docs / "validations").rglob("*.html")}
+    assert first, "the first gate rendered no validation page"
+    old = time.time() - 3600  # as if rendered an hour ago: any rewrite by the next gate would show
+    for p in first:
+        os.utime(p, (old, old))
+    gate_marts(_ctx(wh, "run-2", tmp_path))  # the day again: a new run time, new result pages
+    pages = set((docs / "validations").rglob("*.html"))
+    assert set(first) < pages, "the second gate rendered no page of its own"
+    assert all(abs(p.stat().st_mtime - old) < 1 for p in first), "earlier pages were re-rendered"
+    assert all(MARKER in p.read_text(encoding="utf-8") for p in pages | {docs / "index.html"})
+    index = (docs / "index.html").read_text(encoding="utf-8")
+    assert all(quote(p.relative_to(docs).as_posix()) in index for p in pages), "the index does not list every run"
+
+
 def test_proportion_columns_are_recognised_by_name() -> None:
     from ulm.quality.marts import is_proportion
 
