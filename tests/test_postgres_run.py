@@ -11,7 +11,9 @@ an incremental one. Then:
   messages on the same defects;
 - a bad raw row on Postgres fails Gate 2, and the published marts (Postgres and its DuckDB copy) and the publish
   log stay exactly as they were;
-- scores written on the postgres target land in Postgres ``ml.scores``, where the dbt models read them.
+- scores written on the postgres target land in Postgres ``ml.scores``, where the dbt models read them;
+- ``ulm build --target postgres`` (no --dev) publishes; after a bad raw row it exits 1 with the gate's one line and
+  Postgres ``marts`` (same schema oid: never swapped), its DuckDB copy and the publish log are unchanged.
 """
 from __future__ import annotations
 
@@ -243,3 +245,50 @@ def test_the_run_context_carries_the_target():
     assert (ctx.target, ctx.as_of) == ("postgres", date(2025, 3, 31))
     with pytest.raises(Exception, match="unknown"):
         run_context({"params": {"as_of": "2025-03-31", "target": "oracle"}, "run_id": "r"})
+
+
+def test_cli_build_on_postgres_publishes_and_refuses_after_a_failed_gate(runs, tmp_path):
+    """`ulm ingest --target postgres` + `ulm build --target postgres` (no --dev) on a database of its own: dbt, gates
+    and the schema swap on Postgres; then a bad raw row makes the next `ulm build` exit 1 with the gate's one line,
+    and Postgres `marts`, its DuckDB copy and the publish log stay as the good build left them."""
+    from click.testing import CliRunner
+
+    from ulm.cli import main
+
+    cfg = postgres.create_database(runs["cfg"], "ulm_cli_build")
+    env = {postgres.ENV["dbname"]: cfg.dbname, "ULM_DATA_DIR": str(tmp_path / "data")}
+    wh = tmp_path / "cli.duckdb"
+    runner = CliRunner()
+    res = runner.invoke(main, ["--warehouse", str(wh), "ingest", str(runs["root"] / "landing"), "--until",
+                               NEXT.isoformat(), "--target", "postgres"], env=env)
+    assert res.exit_code == 0, res.output
+    build = ["--warehouse", str(wh), "build", "--as-of", NEXT.isoformat(), "--target", "postgres"]
+    res = runner.invoke(main, build, env=env)
+    assert res.exit_code == 0, res.output
+    assert f"published marts as of {NEXT}" in res.output and "gates passed" in res.output
+    # the DuckDB copy is what Postgres published (not compared with the two-day runs: a first build as of d+1 has
+    # one day of alert and intervention history, they have two)
+    good = _compare_published(wh, cfg)
+    assert len(good) >= 30 and good["dim_persons"] > 0
+    with duckdb.connect(str(wh), read_only=True) as con:
+        log = con.execute("select source_schema from audit.publish_log").fetchall()
+    assert log == [("postgres:audit_marts",)]
+    swapped = "select oid from pg_namespace where nspname = 'marts'"  # a schema swap gives marts a new oid
+    with postgres.cursor(cfg) as cur:
+        cur.execute(swapped)
+        marts_oid = cur.fetchone()[0]
+        cur.execute("update raw.nps_responses set score = 11 "
+                    "where response_id = (select min(response_id) from raw.nps_responses)")
+    res = runner.invoke(main, build, env=env)
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "gate staging failed 1 expectation(s)" in lines[0] \
+        and "nps_responses_integrity.max_score" in lines[0] and lines[0].endswith("observed=11"), res.output
+    assert _compare_published(wh, cfg) == good
+    with postgres.cursor(cfg) as cur:  # the bad row reached the audited build only; marts were never swapped
+        cur.execute("select max(score) from audit_staging.stg_nps_responses")
+        assert cur.fetchone()[0] == 11
+        cur.execute(swapped)
+        assert cur.fetchone()[0] == marts_oid
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert con.execute("select count(*) from audit.publish_log").fetchone()[0] == 1
