@@ -128,3 +128,12 @@
 {% macro postgres__money_ratio(a, b) -%}
   ulm_money(cast({{ a }} as double precision) / {{ b }})
 {%- endmacro %}
+
+{#- A variable-length string type for casts in model SQL (Spark wants `string`: its varchar needs a length). -#}
+{% macro type_varchar() -%}
+  {{ return(adapter.dispatch('type_varchar', 'ulm')()) }}
+{%- endmacro %}
+
+{% macro default__type_varchar() -%}
+  varchar
+{%- endmacro %}
