@@ -42,8 +42,12 @@
   percentile({{ expr }}, 0.5)
 {%- endmacro %}
 
-{% macro spark__int_series(start, stop) -%}
+{% macro spark__int_series(start, stop, type=none) -%}
+  {%- if type is none -%}
   explode(sequence({{ start }}, {{ stop }}))
+  {%- else -%}
+  explode(transform(sequence({{ start }}, {{ stop }}), x -> cast(x as {{ spark_type(type) }})))
+  {%- endif -%}
 {%- endmacro %}
 
 {% macro spark__int_div(a, b) -%}
@@ -128,3 +132,14 @@
     {% do alter_column_set_constraints(relation, model.columns) %}
   {%- endif -%}
 {%- endmacro %}
+
+{% macro spark__add_months_date(date_expr, n) -%}
+  add_months(cast({{ date_expr }} as date), cast({{ n }} as integer))
+{%- endmacro %}
+
+{#- DuckDB's date_diff('month'): month boundaries crossed, whatever the days -#}
+{% macro spark__months_between_dates(start_expr, end_expr) -%}
+  cast((year(cast({{ end_expr }} as date)) * 12 + month(cast({{ end_expr }} as date)))
+       - (year(cast({{ start_expr }} as date)) * 12 + month(cast({{ start_expr }} as date))) as integer)
+{%- endmacro %}
+
