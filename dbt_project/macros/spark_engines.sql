@@ -59,8 +59,13 @@
   cast({{ a }} as double) / {{ b }}
 {%- endmacro %}
 
+{#- A money mean rounded to cents as DuckDB rounds its double quotient (x = 100 * quotient in double, then half away
+    from zero; the steps of public.ulm_money on PostgreSQL): Spark's own double -> decimal cast rounds the shortest
+    decimal form instead (2254.845 -> 2254.85, DuckDB 2254.84). -#}
 {% macro spark__money_ratio(a, b) -%}
-  cast({{ a }} as double) / {{ b }}
+  {%- set x = "((cast(" ~ a ~ " as double) / (" ~ b ~ ")) * 100)" -%}
+  (cast(cast({{ x }} as bigint) + case when abs({{ x }} - cast({{ x }} as bigint)) >= 0.5
+        then cast(sign({{ x }}) as bigint) else 0 end as decimal(38, 0)) / 100)
 {%- endmacro %}
 
 {% macro spark__day_spine(start_expr, end_expr) -%}

@@ -12,7 +12,7 @@
 -- on_schema_change appends it to an existing table, and the pre-hook only uses it once it is there.
 {{
     config(
-        materialized='incremental',
+        materialized=('table' if target.type == 'spark' else 'incremental'),
         incremental_strategy='append',
         full_refresh=false,
         on_schema_change='append_new_columns',
