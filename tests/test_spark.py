@@ -95,3 +95,18 @@ def test_spark_tables_equal_duckdb_table_by_table(built, session, schema):
     assert len(counts) >= minimum and sum(counts.values()) > 0
     if schema == "marts":
         assert all(counts[t] > 0 for t in ("mart_kpi_daily", "mart_rfm", "dim_persons", "mart_cohort_retention"))
+
+
+def test_profile_repeats_the_session_settings(tmp_path):
+    """A plain `dbt --target spark` (dbt-spark starting the session) gets exactly ULM's session settings."""
+    import yaml
+
+    from ulm.core import settings
+
+    profile = yaml.safe_load((settings.dbt_project_dir() / "profiles.yml").read_text())["ulm"]["outputs"]["spark"]
+    assert profile["method"] == "session"
+    root = tmp_path / "wh_spark"
+    rendered = {k: str(v).replace("{{ env_var('ULM_SPARK_DIR') }}", str(root.resolve()))
+                for k, v in profile["server_side_parameters"].items()}
+    assert rendered == ulm_spark.session_conf(root)
+    assert ulm_spark.dbt_env(tmp_path / "wh.duckdb") == {ulm_spark.DIR_ENV: str(root.resolve())}

@@ -99,9 +99,11 @@ def session(root: Path, key: str) -> Any:
 
     conf = session_conf(root)
     active = SparkSession.getActiveSession()
-    if active is not None and active.conf.get("spark.sql.warehouse.dir") != conf["spark.sql.warehouse.dir"]:
-        raise UlmError(f"this process's Spark session serves {active.conf.get('spark.sql.warehouse.dir')}, "
-                       f"not {conf['spark.sql.warehouse.dir']}: one Spark warehouse per process")
+    if active is not None:  # Spark keeps the warehouse dir as a file: URI
+        serving = active.conf.get("spark.sql.warehouse.dir").removeprefix("file:")
+        if Path(serving) != Path(conf["spark.sql.warehouse.dir"]):
+            raise UlmError(f"this process's Spark session serves {serving}, not {conf['spark.sql.warehouse.dir']}: "
+                           "one Spark warehouse per process")
     Path(root).mkdir(parents=True, exist_ok=True)
     with _env({KEY_ENV: key, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}):
         builder = SparkSession.builder
