@@ -36,6 +36,7 @@ ENVIRON_ALLOWED = {
     "ulm/transform/dbt.py",  # launches dbt in-process with the run context's environment
     "ulm/orchestration/airflow_env.py",  # builds the environment of Airflow processes
     "ulm/bench/__init__.py",  # starts each benchmark stage as a subprocess
+    "ulm/warehouse/spark.py",  # launches the Spark JVM with the PII key in its environment (D70)
 }
 
 

@@ -86,7 +86,7 @@
   {%- elif grain == 'week' -%}
     {{ add_days(period_start_expr, '7 * (' ~ n ~ ')') }}
   {%- else -%}
-    cast({{ dbt.dateadd('month', n, period_start_expr) }} as date)
+    {{ add_months_date(period_start_expr, n) }}
   {%- endif -%}
 {%- endmacro %}
 
@@ -97,8 +97,26 @@
   {%- elif grain == 'week' -%}
     {{ int_div(days_between(start_expr, end_expr), 7) }}
   {%- else -%}
-    cast({{ dbt.datediff(start_expr, end_expr, 'month') }} as integer)
+    {{ months_between_dates(start_expr, end_expr) }}
   {%- endif -%}
+{%- endmacro %}
+
+{#- DATE + n months -> DATE, and the month boundaries between two dates (integer): dbt's cross-database forms, except
+    on Spark, where dbt-spark's go through unix timestamps that naive (TIMESTAMP_NTZ) sessions turn into NULL. -#}
+{% macro add_months_date(date_expr, n) -%}
+  {{ return(adapter.dispatch('add_months_date', 'ulm')(date_expr, n)) }}
+{%- endmacro %}
+
+{% macro default__add_months_date(date_expr, n) -%}
+  cast({{ dbt.dateadd('month', n, date_expr) }} as date)
+{%- endmacro %}
+
+{% macro months_between_dates(start_expr, end_expr) -%}
+  {{ return(adapter.dispatch('months_between_dates', 'ulm')(start_expr, end_expr)) }}
+{%- endmacro %}
+
+{% macro default__months_between_dates(start_expr, end_expr) -%}
+  cast({{ dbt.datediff(start_expr, end_expr, 'month') }} as integer)
 {%- endmacro %}
 
 {#- A date spine [start, end] (one row per day, column `spine_date`). -#}

@@ -9,7 +9,8 @@
                                 DuckDB, DISTINCT ON (keys) ... ORDER BY keys, order on PostgreSQL)
   arg_min(value, order_expr)    `value` of the row with the smallest `order_expr`, rows where either is NULL ignored
   median(expr)                  the interpolated median (percentile_cont(0.5) on PostgreSQL)
-  int_series(start, stop)       a set-returning select-list expression: one row per integer start..stop
+  int_series(start, stop[, type]) a set-returning select-list expression: one row per integer start..stop (cast to
+                                `type`: Spark allows no generator inside an expression)
   int_div(a, b)                 integer division of integers (DuckDB //, PostgreSQL /)
 -#}
 
@@ -77,16 +78,24 @@
   percentile_cont(0.5) within group (order by {{ expr }})
 {%- endmacro %}
 
-{% macro int_series(start, stop) -%}
-  {{ return(adapter.dispatch('int_series', 'ulm')(start, stop)) }}
+{% macro int_series(start, stop, type=none) -%}
+  {{ return(adapter.dispatch('int_series', 'ulm')(start, stop, type)) }}
 {%- endmacro %}
 
-{% macro default__int_series(start, stop) -%}
+{% macro default__int_series(start, stop, type=none) -%}
+  {%- if type is none -%}
   unnest(generate_series({{ start }}, {{ stop }}))
+  {%- else -%}
+  cast(unnest(generate_series({{ start }}, {{ stop }})) as {{ type }})
+  {%- endif -%}
 {%- endmacro %}
 
-{% macro postgres__int_series(start, stop) -%}
+{% macro postgres__int_series(start, stop, type=none) -%}
+  {%- if type is none -%}
   generate_series({{ start }}, {{ stop }})
+  {%- else -%}
+  cast(generate_series({{ start }}, {{ stop }}) as {{ type }})
+  {%- endif -%}
 {%- endmacro %}
 
 {% macro int_div(a, b) -%}
@@ -127,4 +136,13 @@
 
 {% macro postgres__money_ratio(a, b) -%}
   ulm_money(cast({{ a }} as double precision) / {{ b }})
+{%- endmacro %}
+
+{#- A variable-length string type for casts in model SQL (Spark wants `string`: its varchar needs a length). -#}
+{% macro type_varchar() -%}
+  {{ return(adapter.dispatch('type_varchar', 'ulm')()) }}
+{%- endmacro %}
+
+{% macro default__type_varchar() -%}
+  varchar
 {%- endmacro %}

@@ -72,3 +72,39 @@ from {{ model }}
 where (refusal_reason = 'fan_out' and accounts_sharing <= {{ p('max_accounts_per_identifier') }})
    or (refusal_reason is null and accounts_sharing > {{ p('max_accounts_per_identifier') }})
 {% endtest %}
+
+{#- The CTE `reachable (user_id, label)` of int_identity_components: (account, label) for every label reachable
+    from the account over `edges`, a label travelling only to accounts with a larger user_id. A recursive UNION
+    (distinct) stops at the fixed point on DuckDB and PostgreSQL. -#}
+{% macro identity_reachable_cte(users, edges) -%}
+  {{ return(adapter.dispatch('identity_reachable_cte', 'ulm')(users, edges)) }}
+{%- endmacro %}
+
+{% macro default__identity_reachable_cte(users, edges) -%}
+reachable (user_id, label) as (
+    select user_id, user_id from {{ users }}
+    union
+    select e.to_user_id, r.label
+    from reachable as r
+    inner join {{ edges }} as e on r.user_id = e.from_user_id
+    where r.label < e.to_user_id
+),
+{%- endmacro %}
+
+{#- Spark's recursive CTEs allow UNION ALL only, which would walk a cycle forever: each row carries the path it
+    took and never revisits an account (simple paths; their number grows with a component's density, bounded by
+    the fan-out guard max_accounts_per_identifier), then (account, label) pairs are deduplicated. -#}
+{% macro spark__identity_reachable_cte(users, edges) -%}
+reachable_paths (user_id, label, path) as (
+    select user_id, user_id, array(user_id) from {{ users }}
+    union all
+    select e.to_user_id, r.label, concat(r.path, array(e.to_user_id))
+    from reachable_paths as r
+    inner join {{ edges }} as e on r.user_id = e.from_user_id
+    where r.label < e.to_user_id and not array_contains(r.path, e.to_user_id)
+),
+
+reachable as (
+    select distinct user_id, label from reachable_paths
+),
+{%- endmacro %}

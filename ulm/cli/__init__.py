@@ -77,7 +77,8 @@ _wait_option = click.option(
 
 _target_option = click.option(
     "--target", type=click.Choice(TARGETS), default="duckdb", show_default=True,
-    help="dbt target (dbt_project/profiles.yml): duckdb, or postgres (connection from ULM_PG_*; issue #15).")
+    help="dbt target (dbt_project/profiles.yml): duckdb, postgres (connection from ULM_PG_*) or spark (a local "
+         "pyspark session; issue #15).")
 
 
 def _context(ctx: click.Context, **fields) -> RunContext:
@@ -185,6 +186,12 @@ def ingest(ctx, landing_dir, cdnow_file, until, wait_seconds, target):
         copied = postgres.sync_raw(wh, cfg)
         click.echo(f"copied raw to PostgreSQL {cfg.host}:{cfg.port}/{cfg.dbname}: {len(copied)} tables, "
                    f"{sum(copied.values())} rows")
+    elif target == "spark":  # the same for Spark: Parquet copies registered as Spark tables
+        from ulm.privacy.keys import require_pii_key
+        from ulm.warehouse import spark
+
+        copied = spark.sync_raw(wh, require_pii_key())
+        click.echo(f"copied raw to Spark {spark.spark_dir(wh)}: {len(copied)} tables, {sum(copied.values())} rows")
 
 
 @main.command()

@@ -21,7 +21,7 @@ from typing import Any
 from ulm.core import settings as _settings
 from ulm.core.errors import UlmError
 
-TARGETS = ("duckdb", "postgres")  # dbt outputs of dbt_project/profiles.yml ("spark" later, issue #15)
+TARGETS = ("duckdb", "postgres", "spark")  # dbt outputs of dbt_project/profiles.yml (issue #15)
 AUDIT_PREFIX = "audit_"  # schema prefix of a write-audit-publish build (audit_staging, audit_intermediate, ...)
 
 # the environment variables dbt reads (dbt_project/macros/core_params.sql and profiles.yml)

@@ -33,6 +33,10 @@ def dbt_process_env(ctx: RunContext) -> dict[str, str]:
 
         env.update(postgres.PgConfig.from_env().dbt_env())
         env.update(postgres.pii_session_env(key))
+    elif ctx.target == "spark":  # the session's directory; the key reaches the JVM as KEY_ENV (ulm.warehouse.spark)
+        from ulm.warehouse import spark
+
+        env.update(spark.dbt_env(ctx.warehouse))
     return env
 
 
@@ -53,6 +57,10 @@ def ensure_sources(warehouse: Path, target: str = "duckdb") -> None:
             postgres.ensure_sources(con, postgres.PgConfig.from_env())
     finally:
         con.close()
+    if target == "spark":  # start this process's Spark session and (re)register the source tables on it
+        from ulm.warehouse import spark
+
+        spark.sync_raw(warehouse, require_pii_key())
 
 
 def dbt_dirs(warehouse: Path) -> tuple[Path, Path]:

@@ -13,7 +13,7 @@ previous_identity as (
     {%- if previous is not none %}
     select user_id, person_id from {{ previous }}
     {%- else %}
-    select cast(null as varchar) as user_id, cast(null as varchar) as person_id where false
+    select cast(null as {{ type_varchar() }}) as user_id, cast(null as {{ type_varchar() }}) as person_id where false
     {%- endif %}
 ),
 

@@ -25,14 +25,7 @@ edges as (
 
 -- (account, label) for labels reachable from the account. A label only travels to accounts with a larger
 -- user_id: the smallest member reaches every account of its component, the others are pruned (fewer rows).
-reachable (user_id, label) as (
-    select user_id, user_id from users
-    union
-    select e.to_user_id, r.label
-    from reachable as r
-    inner join edges as e on r.user_id = e.from_user_id
-    where r.label < e.to_user_id
-),
+{{ identity_reachable_cte('users', 'edges') }}
 
 final as (
     select

@@ -28,7 +28,7 @@ keys as (
     {%- if p('link_on_device') %}
     union all
     -- staging decides no block reason for device ids: only the fan-out guard applies to them
-    select user_id, 'device' as key_type, device_hash as key_hash, cast(null as varchar) as block_reason
+    select user_id, 'device' as key_type, device_hash as key_hash, cast(null as {{ type_varchar() }}) as block_reason
     from users where device_hash is not null
     {%- endif %}
 ),

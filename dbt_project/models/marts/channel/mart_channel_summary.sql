@@ -57,7 +57,7 @@ persons_by_age as (
 
 ages as (
     -- every age 0..oldest per channel, so that each day offset finds its count by equality
-    select acquisition_channel, cast({{ int_series(0, 'max(age)') }} as integer) as age
+    select acquisition_channel, {{ int_series(0, 'max(age)', 'integer') }} as age
     from persons_by_age
     group by 1
 ),

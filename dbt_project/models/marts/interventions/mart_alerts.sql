@@ -12,7 +12,7 @@
 -- on_schema_change appends it to an existing table, and the pre-hook only uses it once it is there.
 {{
     config(
-        materialized='incremental',
+        materialized=('table' if target.type == 'spark' else 'incremental'),
         incremental_strategy='append',
         full_refresh=false,
         on_schema_change='append_new_columns',
@@ -31,7 +31,7 @@ channel_economics as (
 channel_pause as (
     select
         'channel_pause' as rule_id,
-        acquisition_channel || '/' || platform || '/' || cast(cohort_month as varchar) as subject,
+        acquisition_channel || '/' || platform || '/' || cast(cohort_month as {{ type_varchar() }}) as subject,
         ltv_cac_ratio as value,
         cast({{ p('ltv_cac_pause_threshold') }} as {{ type_double() }}) as threshold
     from channel_economics
@@ -61,7 +61,7 @@ d7_retention as (
 d7_retention_low as (
     select
         'd7_retention_low' as rule_id,
-        'registration_cohort/' || cast({{ marts_days_before(7) }} as varchar) as subject,
+        'registration_cohort/' || cast({{ marts_days_before(7) }} as {{ type_varchar() }}) as subject,
         cast(retained as {{ type_double() }}) / acquired as value,
         cast({{ p('d7_retention_alert_threshold') }} as {{ type_double() }}) as threshold
     from d7_retention
@@ -83,9 +83,9 @@ giant_identity_component as (
 final as (
     select {{ as_of_date() }} as alert_date, rule_id, subject, value, threshold, person_id
     from (
-        select *, cast(null as varchar) as person_id from channel_pause
+        select *, cast(null as {{ type_varchar() }}) as person_id from channel_pause
         union all
-        select *, cast(null as varchar) as person_id from d7_retention_low
+        select *, cast(null as {{ type_varchar() }}) as person_id from d7_retention_low
         union all
         select * from giant_identity_component
     ) as alerts

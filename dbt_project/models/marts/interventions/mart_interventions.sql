@@ -9,7 +9,7 @@
 -- that no longer exist (erasure, docs/METRICS.md#privacy) are deleted on every run.
 {{
     config(
-        materialized='incremental',
+        materialized=('table' if target.type == 'spark' else 'incremental'),
         incremental_strategy='append',
         full_refresh=false,
         pre_hook=[

@@ -39,8 +39,8 @@ activity as (
     select
         s.cohort_start,
         s.cohort_size,
-        cast({{ int_series(
-            0, periods_between(grain, 's.cohort_start', period_start(grain, as_of_date()))) }} as integer)
+        {{ int_series(
+            0, periods_between(grain, 's.cohort_start', period_start(grain, as_of_date())), 'integer') }}
             as period_number
     from {{ grain }}_sizes as s
 ),
