@@ -23,7 +23,7 @@ from ulm.core.context import RunContext
 from ulm.core.contract import CHANNELS, EVENT_TYPES, PLATFORMS, TABLES, raw_ddl
 from ulm.core.errors import UlmError
 from ulm.core.settings import param
-from ulm.transform.dbt import build, run_dbt
+from ulm.transform.dbt import build, dbt_dirs, run_dbt
 
 pytestmark = pytest.mark.slow
 
@@ -251,6 +251,13 @@ def _tables(con: duckdb.DuckDBPyConnection, catalog: str, schemas: tuple[str, ..
 
 
 # ------------------------------------------------------------------------------------------- incremental
+def _activity_branches(wh: Path) -> set[str]:
+    """The optional branches in the SQL int_person_daily_activity ran in the last build of `wh`."""
+    target, _ = dbt_dirs(wh)
+    sql = (target / "compiled" / "ulm" / "models" / "intermediate" / "activity" / "int_person_daily_activity.sql").read_text()
+    return {name for name in ("late_days", "changed_accounts") if f"{name} as (" in sql}
+
+
 def test_daily_incremental_runs_equal_full_build(full_wh, raw_frames, tmp_path):
     full_path, frames = full_wh
     raw_path, _ = raw_frames
@@ -259,6 +266,7 @@ def test_daily_incremental_runs_equal_full_build(full_wh, raw_frames, tmp_path):
     first = AS_OF - timedelta(days=INCREMENTAL_DAYS)
     run_dbt(RunContext.create(as_of=first, warehouse=inc), "run", select=CORE_MARTS, progress=False)
     merge = _merge_account(frames)
+    branches: dict[int, set[str]] = {}
     for i in range(1, INCREMENTAL_DAYS + 1):
         if first + timedelta(days=i) == MERGE_DAY:  # the account linking two existing persons arrives that day
             with duckdb.connect(str(inc), read_only=True) as con:
@@ -269,6 +277,12 @@ def test_daily_incremental_runs_equal_full_build(full_wh, raw_frames, tmp_path):
         if i == INCREMENTAL_DAYS:  # late rows for an old business day arrive just before the last daily run
             _append(inc, "events", _late_events(frames), LATE_LOADED_AT)
         run_dbt(RunContext.create(as_of=first + timedelta(days=i), warehouse=inc), "run", select=CORE_MARTS, progress=False)
+        branches[i] = _activity_branches(inc)
+    # int_person_daily_activity reads its late / identity branches only on the days such rows arrived
+    merge_i = (MERGE_DAY - first).days
+    assert "changed_accounts" in branches[merge_i] and "late_days" in branches[INCREMENTAL_DAYS]
+    assert all("late_days" not in branches[i] for i in branches if i != INCREMENTAL_DAYS), branches
+    assert any(not b for b in branches.values()), branches  # a quiet day reads the day window only
 
     con = duckdb.connect()
     con.execute(f"attach '{full_path}' as f (read_only)")
