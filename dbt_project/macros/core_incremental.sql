@@ -47,3 +47,17 @@
     select 1
   {%- endif -%}
 {%- endmacro %}
+
+{#-
+  incremental_any(sql): on an incremental run, whether the query `sql` returns a row (run once when the model is
+  compiled, after its parents were built); true on full builds and at parse time. Lets an incremental model leave out
+  a branch (late rows, identity changes) on the days nothing of that kind arrived, instead of filtering every row.
+  Portable: a plain `select 1 ... limit 1`.
+-#}
+{% macro incremental_any(sql) -%}
+  {%- if not execute or not is_incremental() -%}
+    {{ return(true) }}
+  {%- endif -%}
+  {%- set result = run_query('select 1 as found from (' ~ sql ~ ') as probe limit 1') -%}
+  {{ return(result.rows | length > 0) }}
+{%- endmacro %}

@@ -7,11 +7,14 @@
 ) }}
 -- Behaviour events of known, non-erased accounts up to the as-of day, deduplicated
 -- (docs/METRICS.md#landing-contract). Incremental by business day with a lookback (late events) plus rows loaded
--- since the previous build.
+-- since the previous build. Carries only the columns later layers read (int_events); session_id, category and
+-- properties stay in raw.events. The loader keeps event_id unique in raw (ulm/ingest/batch.py), so only keys seen
+-- on more than one raw row (raw written by other means) go through the first-row dedup; every other row passes as is.
 with
 
 events as (
-    select *
+    select event_id, user_id, event_type, event_ts, platform, product_id, content_id, kol_id, community_id, share_id,
+           _loaded_at, _load_id, _source_file
     from {{ source('raw', 'events') }}
     -- cheap pre-filters on the raw timestamp (zone maps) before the business-day conversion
     where event_ts < {{ business_day_start_utc(add_days(as_of_date(), 1)) }}
@@ -36,10 +39,19 @@ windowed as (
       and {{ incremental_window('event_date', '_loaded_at') }}
 ),
 
+repeated_keys as (
+    select event_id from windowed group by event_id having count(*) > 1
+),
+
 deduplicated as (
-    select {{ first_row_select('event_id') }} *
-    from windowed
-    {{ first_row_per('event_id', '_loaded_at, _load_id, _source_file') }}
+    select * from windowed where event_id not in (select event_id from repeated_keys)
+    union all
+    select * from (
+        select {{ first_row_select('event_id') }} *
+        from windowed
+        where event_id in (select event_id from repeated_keys)
+        {{ first_row_per('event_id', '_loaded_at, _load_id, _source_file') }}
+    ) as first_rows
 ),
 
 final as (
@@ -50,14 +62,11 @@ final as (
         e.event_ts,
         e.event_date,
         e.platform,
-        e.session_id,
         e.product_id,
-        e.category,
         e.content_id,
         e.kol_id,
         e.community_id,
         e.share_id,
-        e.properties,
         e._loaded_at
     from deduplicated as e
     inner join users as u on e.user_id = u.user_id
