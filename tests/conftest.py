@@ -51,8 +51,8 @@ def wh(tmp_path):
 # The slowest modules first (measured: docs/ORCHESTRATION.md#tests). `make test` distributes whole files over two
 # workers in collection order; started last, a 15-minute module would run alone at the end while the other worker
 # idles (longest-processing-time-first scheduling).
-SLOWEST_FIRST = ("test_runs_converge.py", "test_deployment.py", "test_e2e_airflow.py", "test_keys.py",
-                 "test_serving.py", "test_dbt_core.py", "test_identity_guards.py", "test_docs.py",
+SLOWEST_FIRST = ("test_runs_converge.py", "test_deployment.py", "test_e2e_airflow.py", "test_spark.py",
+                 "test_keys.py", "test_serving.py", "test_dbt_core.py", "test_identity_guards.py", "test_docs.py",
                  "test_privacy_lasting.py", "test_analyst_marts.py", "test_foundation_e2e.py", "test_privacy.py",
                  "test_dashboard.py", "test_postgres_run.py", "test_engines.py", "test_ml_pipeline.py",
                  "test_ml_clv.py")
