@@ -25,6 +25,8 @@ import hmac
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,20 @@ def session_conf(root: Path) -> dict[str, str]:
     }
 
 
+@contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def session(root: Path, key: str) -> Any:
     """The process's Spark session over ``root`` (started on first use, with the PII key in the JVM's environment);
     UlmError when Java is missing or the running JVM holds another key or another directory."""
@@ -89,9 +105,7 @@ def session(root: Path, key: str) -> Any:
             raise UlmError(f"this process's Spark session serves {serving}, not {conf['spark.sql.warehouse.dir']}: "
                            "one Spark warehouse per process")
     Path(root).mkdir(parents=True, exist_ok=True)
-    from ulm.transform.dbt import _process_env  # the same set-and-restore as dbt's launch
-
-    with _process_env({KEY_ENV: key, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}):
+    with _env({KEY_ENV: key, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}):
         builder = SparkSession.builder
         for k, v in conf.items():
             builder = builder.config(k, v)
