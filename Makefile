@@ -39,7 +39,7 @@ dashboard: $(VENV)/.synced ## The analysts' dashboard on the serving snapshot (h
 
 test: $(VENV)/.synced ## Lint, then the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check ulm dags tests
-	@set +e; $(VENV)/bin/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(VENV)/bin/pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 1; fi; exit $$rc
 
 test-fast: $(VENV)/.synced ## Every test but the slow end-to-end ones (real Airflow runs, model training)

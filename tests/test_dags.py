@@ -28,7 +28,7 @@ for dag_id, dag in bag.dags.items():
         "doc_md": bool(dag.doc_md),
         "schedule": repr(dag.timetable),
         "max_active_runs": dag.max_active_runs,
-        "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "pool": t.pool,
+        "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "pool": t.pool, "queue": t.queue,
                               "trigger_rule": str(getattr(t.trigger_rule, "value", t.trigger_rule)),
                               "retries": t.retries, "doc_md": bool(getattr(t, "doc_md", None)),
                               "operator": type(t).__name__,
@@ -68,7 +68,7 @@ def parsed(tmp_path_factory, monkeypatch_module) -> dict:
     return {"deployment": _parse(tmp, sequential=False),
             "watcher": _parse(tmp, sequential=False, ULM_DBT_EXECUTION_MODE="watcher"),
             "sequential": _parse(tmp, sequential=True, ULM_DBT_EXECUTION_MODE="watcher"),
-            "manual": _parse(tmp, sequential=False, ULM_DAG_SCHEDULE="manual"),
+            "manual": _parse(tmp, sequential=False, ULM_DAG_SCHEDULE="manual", ULM_CELERY_QUEUE="ulm-duckdb-host"),
             "models": models}
 
 
@@ -157,6 +157,14 @@ def test_single_duckdb_writer(parsed: dict) -> None:
     assert tasks["dbt_audit.dbt_producer_watcher"]["retries"] == 0
     ml = parsed["deployment"]["dags"]["ulm_ml"]["tasks"]
     assert ml["train"]["pool"] == ml["score"]["pool"] == "ulm_duckdb"
+
+
+def test_every_task_goes_to_the_ulm_queue(parsed: dict) -> None:
+    """ULM_CELERY_QUEUE routes every task of both DAGs (sensors and the dbt group included) to the worker on the
+    machine holding the DuckDB file; unset, Airflow's default queue."""
+    for variant, queue in (("deployment", "default"), ("watcher", "default"), ("manual", "ulm-duckdb-host")):
+        for dag_id, dag in parsed[variant]["dags"].items():
+            assert {t["queue"] for t in dag["tasks"].values()} == {queue}, (variant, dag_id)
 
 
 def test_retries_docs_and_failure_callbacks(parsed: dict) -> None:
@@ -311,5 +319,7 @@ def test_compose_runs_what_ulm_deploy_runs(compose: dict, monkeypatch, tmp_path)
         flags = [a for a in commands[name][1:] if a.startswith("-")]
         assert theirs[0] == "airflow" and theirs[1] == commands[name][1], name
         assert [a for a in theirs if a.startswith("-")] == flags, name
+    assert compose["services"]["airflow-worker"]["command"][-2:] == ["--queues", "${ULM_CELERY_QUEUE:-default}"]
+    assert commands["worker"][-2:] == ["--queues", "default"]
     mlflow = compose["services"]["mlflow"]["command"]
     assert [a for a in mlflow if a.startswith("--")] == [a for a in deploy.mlflow_command(lay, sec) if a.startswith("--")]

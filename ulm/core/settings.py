@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -45,6 +46,9 @@ ENV_VARS: dict[str, str] = {
     "ULM_ML_PREDICT_THREADS": "LightGBM prediction threads for large frames (default: all cores)",
     "ULM_DAG_SCHEDULE": "daily (default): the DAGs' crons run them; manual: only triggers and publishes do",
     "ULM_TASK_RETRY_DELAY_SECONDS": "first retry delay of a failed DAG task (default 120, then exponential)",
+    "ULM_CELERY_QUEUE": "Celery queue of every ULM task and the queue `ulm deploy`'s worker consumes (default "
+                        "default): the worker on the machine holding the DuckDB file takes ULM's tasks, other "
+                        "workers of a shared Airflow never do (docs/ORCHESTRATION.md#several-machines)",
     "ULM_DEPLOY_HOST": "address `ulm deploy` binds the Airflow and MLflow UIs to (default 127.0.0.1)",
     "ULM_DEPLOY_PG_PORT": "PostgreSQL port of `ulm deploy` (default 15432; always 127.0.0.1)",
     "ULM_DEPLOY_REDIS_PORT": "Redis port of `ulm deploy` (default 16379; always 127.0.0.1)",
@@ -112,6 +116,7 @@ class Settings:
     sequential_tasks: bool
     task_events: Path | None
     mlflow_tracking_uri: str | None
+    celery_queue: str = "default"
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -159,7 +164,15 @@ def settings() -> Settings:
         debug=_flag("ULM_DEBUG"), bench_keep=_flag("ULM_BENCH_KEEP"),
         sequential_tasks=_flag("ULM_SEQUENTIAL_TASKS"), task_events=Path(events) if events else None,
         mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
+        celery_queue=_queue(_env("ULM_CELERY_QUEUE", "default") or "default"),
     )
+
+
+def _queue(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise UlmError(f"environment variable ULM_CELERY_QUEUE={name!r}: a queue name of letters, digits, '_', '.', "
+                       "'-' (at most 64)")
+    return name
 
 
 @dataclass(frozen=True)

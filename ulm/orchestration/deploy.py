@@ -389,7 +389,7 @@ def _airflow_commands(lay: Layout) -> dict[str, list[str]]:
         "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
         # logs are files on this machine, read by the api-server directly: no log server on every interface
         "worker": [airflow, "celery", "worker", "--skip-serve-logs", "--concurrency", str(lay.worker_concurrency),
-                   "--celery-hostname", "ulm-worker@%h"],
+                   "--celery-hostname", "ulm-worker@%h", "--queues", _settings.settings().celery_queue],
     }
 
 

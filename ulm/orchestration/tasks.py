@@ -88,6 +88,8 @@ def skip(reason: str) -> None:
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "ulm",
+    # every ULM task goes where the DuckDB file is: the worker consuming this queue (docs/ORCHESTRATION.md)
+    "queue": _settings.settings().celery_queue,
     "retries": 2,
     "retry_delay": timedelta(seconds=_settings.settings().task_retry_delay_seconds),
     "retry_exponential_backoff": 2.0,
