@@ -12,11 +12,17 @@ an incremental one. Then:
 - a bad raw row on Postgres fails Gate 2, and the published marts (Postgres and its DuckDB copy) and the publish
   log stay exactly as they were;
 - scores written on the postgres target land in Postgres ``ml.scores``, where the dbt models read them;
+- ``ulm run --target postgres`` (the DAGs under ``airflow dags test``) for day d on a database of its own succeeds and
+  publishes on Postgres the marts of the direct DuckDB build of day d; ``ulm_ml`` runs on the target;
+- erasure holds on Postgres: after `erase` no Postgres table holds the person's ids or PII hashes, an unreachable
+  Postgres fails the erasure with one line and leaves it pending, and the incremental day d+2 keeps them out;
 - ``ulm build --target postgres`` (no --dev) publishes; after a bad raw row it exits 1 with the gate's one line and
   Postgres ``marts`` (same schema oid: never swapped), its DuckDB copy and the publish log are unchanged.
 """
 from __future__ import annotations
 
+import shutil
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -32,6 +38,7 @@ pytestmark = pytest.mark.slow
 
 PERSONS, DAYS, DAY = 200, 40, date(2025, 3, 30)
 NEXT = DAY + timedelta(days=1)
+AFTER = NEXT + timedelta(days=1)  # generated too: the incremental day after an erasure (the last test)
 
 
 def _gate_rows(wh: Path, run_id: str) -> list[tuple]:
@@ -55,7 +62,7 @@ def runs(pg, tmp_path_factory) -> dict:  # noqa: F811
     from ulm.transform.wap import build_and_publish
 
     root = tmp_path_factory.mktemp("pgrun")
-    generate(out_dir=root / "landing", persons=PERSONS, days=DAYS, end_date=NEXT, seed=11, progress=False)
+    generate(out_dir=root / "landing", persons=PERSONS, days=DAYS, end_date=AFTER, seed=11, progress=False)
     cfg = postgres.create_database(pg, "ulm_run")
     out: dict = {"cfg": cfg, "root": root}
     with pytest.MonkeyPatch.context() as mp:
@@ -71,6 +78,7 @@ def runs(pg, tmp_path_factory) -> dict:  # noqa: F811
                 out[(target, day)] = build_and_publish(ctx, progress=False)
             if day == DAY:  # the marts published after day d on both targets
                 out["day_d_marts"] = _compare_published(root / "duckdb.duckdb", cfg)
+                shutil.copy(root / "duckdb.duckdb", root / "duckdb_day_d.duckdb")  # the DAG run's reference
     return out
 
 
@@ -292,3 +300,125 @@ def test_cli_build_on_postgres_publishes_and_refuses_after_a_failed_gate(runs, t
         assert cur.fetchone()[0] == marts_oid
     with duckdb.connect(str(wh), read_only=True) as con:
         assert con.execute("select count(*) from audit.publish_log").fetchone()[0] == 1
+
+
+def test_ulm_run_on_postgres_publishes_the_duckdb_marts(runs, tmp_path, monkeypatch):
+    """The DAGs for day d with --target postgres (ingest + Gate 1 in DuckDB, erase + raw sync, dbt, Gates 2-3,
+    publish on Postgres, then ulm_ml) on a fresh warehouse and database: success, and the published Postgres marts
+    equal the direct DuckDB build of day d. Without an MLflow @champion the DAG skips scoring, saying why; scores
+    written on Postgres are test_scores_read_postgres_features_and_land_in_postgres's subject."""
+    from ulm.orchestration.runner import run as run_dags
+
+    cfg = postgres.create_database(runs["cfg"], "ulm_dag_run")
+    monkeypatch.setenv(postgres.ENV["dbname"], cfg.dbname)
+    monkeypatch.setenv("ULM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ctx = RunContext.create(as_of=DAY, warehouse=tmp_path / "dag.duckdb", landing_dir=runs["root"] / "landing",
+                            target="postgres").with_(data_dir=tmp_path / "data")
+    t0 = time.perf_counter()
+    res = run_dags(ctx, ml=True, train=False)
+    print(f"ulm run --target postgres: {time.perf_counter() - t0:.0f} s")
+    daily = res["dags"]["ulm_daily"]
+    assert daily["state"] == "success", daily
+    assert {daily["tasks"][t] for t in ("ingest", "gate_landing", "erase", "publish")} == {"success"}, daily
+    assert res["dags"]["ulm_ml"]["state"] == "success", res["dags"]["ulm_ml"]
+    assert _compare_published(runs["root"] / "duckdb_day_d.duckdb", cfg) == runs["day_d_marts"]
+    assert _compare_published(tmp_path / "dag.duckdb", cfg) == runs["day_d_marts"]  # its DuckDB copy too
+    with duckdb.connect(str(tmp_path / "dag.duckdb"), read_only=True) as con:
+        assert con.execute("select source_schema, as_of from audit.publish_log").fetchall() == \
+            [("postgres:audit_marts", DAY)]
+    with postgres.cursor(cfg) as cur:  # the scores table dbt reads exists on Postgres
+        cur.execute("select count(*) from information_schema.tables where table_schema = 'ml' "
+                    "and table_name = 'scores'")
+        assert cur.fetchone()[0] == 1
+
+def _pg_mentions(cfg: postgres.PgConfig, values: list[str]) -> dict[str, int]:
+    """{schema.table.column: rows} of every Postgres text column equal to one of ``values`` (or naming one as a
+    JSON string), outside the legal record raw.erasure_requests and the suppression list raw.erased_subjects (keyed
+    hashes by design: docs/PRIVACY.md#erasure)."""
+    out = {}
+    with postgres.cursor(cfg) as cur:
+        cur.execute("""select c.table_schema, c.table_name, c.column_name from information_schema.columns c
+            join information_schema.tables t using (table_schema, table_name) where t.table_type = 'BASE TABLE'
+              and c.table_schema not in ('pg_catalog', 'information_schema') and c.data_type in ('text', 'jsonb',
+              'character varying') and not (c.table_schema = 'raw' and c.table_name in ('erasure_requests', 'erased_subjects'))""")
+        for schema, table, column in cur.fetchall():
+            cur.execute(f'select count(*) from "{schema}"."{table}" t where exists (select 1 from unnest(%s::text[])'
+                        f' v where t."{column}"::text = v or t."{column}"::text like \'%%"\' || v || \'"%%\')',
+                        (values,))
+            n = cur.fetchone()[0]
+            if n:
+                out[f"{schema}.{table}.{column}"] = n
+    return out
+
+
+def test_erasure_holds_on_postgres(runs, monkeypatch):
+    """Last in the module (it erases from the shared postgres-target warehouse). `erase` on a warehouse whose
+    publish ran on Postgres deletes the person from every Postgres schema and logs it; unreachable Postgres fails
+    with one line and marks nothing done; the incremental day d+2 (ingest, raw sync, dbt, publish) keeps them out."""
+    from datetime import datetime
+
+    from ulm.core.errors import UlmError
+    from ulm.ingest import ingest_dir
+    from ulm.privacy.erasure import erase
+    from ulm.transform.wap import build_and_publish
+
+    cfg, root = runs["cfg"], runs["root"]
+    wh = root / "postgres.duckdb"
+    monkeypatch.setenv(postgres.ENV["dbname"], cfg.dbname)
+    with postgres.cursor(cfg) as cur:  # the most active account, its person and every account of that person
+        cur.execute("select user_id from raw.events group by 1 order by count(*) desc, 1 limit 1")
+        user = cur.fetchone()[0]
+        cur.execute("select distinct person_id from marts.dim_accounts where user_id = %s", (user,))
+        persons = [r[0] for r in cur.fetchall()]
+        cur.execute("select distinct user_id from marts.dim_accounts where person_id = any(%s)", (persons,))
+        accounts = sorted({user, *(r[0] for r in cur.fetchall())})
+        cur.execute("""select table_schema, table_name, column_name from information_schema.columns c
+            where column_name like '%%\\_hash' and table_schema not in ('raw', 'pg_catalog', 'information_schema')
+              and exists (select 1 from information_schema.columns u where u.table_schema = c.table_schema
+                          and u.table_name = c.table_name and u.column_name = 'user_id')""")
+        hashes = set()
+        for s, t, c in cur.fetchall():
+            cur.execute(f'select distinct "{c}"::text from "{s}"."{t}" where user_id = any(%s) and "{c}" is not null',
+                        (accounts,))
+            hashes |= {r[0] for r in cur.fetchall()}
+    assert persons and hashes, "the person and their PII hashes should be on Postgres"
+    ids = accounts + persons + sorted(hashes)
+    before = _pg_mentions(cfg, ids)
+    assert {"marts.dim_accounts.user_id", "ml.scores.person_id"} <= set(before), before
+
+    with duckdb.connect(str(wh)) as con:
+        con.execute("insert into raw.erasure_requests values ('req-pg-1', ?, ?, 'test', now()::timestamp, 'test')",
+                    [user, datetime(2025, 3, 31, 12)])
+    with monkeypatch.context() as mp:  # recorded Postgres side, unreachable: one line, nothing marked done
+        mp.setenv(postgres.ENV["port"], str(postgres.free_port()))
+        with pytest.raises(UlmError, match=r"^PostgreSQL at 127\.0\.0\.1:\d+/ulm_run: ") as err:
+            erase(wh, root / "postgres")
+        assert "\n" not in str(err.value)
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert con.execute("select count(*) from audit.erasure_log where request_id = 'req-pg-1'").fetchone() == (0,)
+        assert con.execute("select count(*) from raw.users where user_id = ?", [user]).fetchone()[0] > 0
+
+    res = erase(wh, root / "postgres")  # no --target: the Postgres publish in audit.publish_log is the trigger
+    assert res["requests"] == 1 and res["accounts"] >= len(accounts) and res["persons"] >= len(persons)
+    assert _pg_mentions(cfg, ids) == {}
+    with duckdb.connect(str(wh), read_only=True) as con:
+        logged = dict(con.execute("select table_name, rows_removed from audit.erasure_log "
+                                  "where request_id = 'req-pg-1'").fetchall())
+    for key, n in before.items():  # every Postgres table holding the person's own rows reports them removed
+        table, column = key.rsplit(".", 1)
+        if column in ("user_id", "person_id"):
+            assert logged.get(f"postgres:{table}", 0) >= n, (key, logged)
+    with postgres.cursor(cfg) as cur:
+        cur.execute("select count(*) from raw.erased_subjects where request_id = 'req-pg-1'")
+        assert cur.fetchone()[0] >= len(accounts)
+
+    # the next incremental day on Postgres: re-sent rows are quarantined at landing, nothing brings them back
+    ingest_dir(root / "landing", wh, until=AFTER, progress=False)
+    postgres.sync_raw(wh, cfg)
+    ctx = RunContext.create(as_of=AFTER, warehouse=wh, target="postgres").with_(data_dir=root / "postgres")
+    build_and_publish(ctx, progress=False)
+    with postgres.cursor(cfg) as cur:
+        cur.execute("select max(kpi_date) from marts.mart_kpi_daily")
+        assert cur.fetchone()[0] == AFTER
+    assert _pg_mentions(cfg, ids) == {}

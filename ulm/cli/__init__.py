@@ -413,15 +413,18 @@ def score(ctx, as_of, truth_dir, wait_seconds, target):
 
 @main.command()
 @_wait_option
+@click.option("--target", type=click.Choice(["duckdb", "postgres"]), default=None,
+              help="postgres: erase on the Postgres warehouse (ULM_PG_*) too; without it, Postgres is erased when "
+                   "audit.publish_log records a Postgres publish of this warehouse.")
 @click.pass_context
 @friendly_errors
-def erase(ctx, wait_seconds):
+def erase(ctx, wait_seconds, target):
     """Process pending erasure requests (right to be forgotten, docs/PRIVACY.md#erasure).
 
     In one pass for all pending requests: the person's accounts (linked ones included, through identifiers that
     may link), a suppression list of keyed hashes so re-sent rows stay out, every row in every layer, audience
     export files, GX results and docs. audit.erasure_log records rows removed per request and table, never an
-    identifier.
+    identifier. With a Postgres side, the same rows go from every Postgres schema in one Postgres transaction.
     """
     from ulm.core import settings
     from ulm.privacy.erasure import erase as run_erase
@@ -429,7 +432,7 @@ def erase(ctx, wait_seconds):
 
     ensure_local_pii_key()  # the suppression list is keyed (docs/PRIVACY.md#key-safety)
     with _writer(ctx, "ulm erase", wait_seconds):
-        res = run_erase(ctx.obj["warehouse"], settings.data_dir())
+        res = run_erase(ctx.obj["warehouse"], settings.data_dir(), target=target)
     shown = {"tables": {t: {"rows removed": n} for t, n in sorted(res["rows_removed"].items())},
              **{k: v for k, v in res.items() if k != "rows_removed"}}
     _print_summary(f"erasure: {res['requests']} request(s) in {res['seconds']:.1f} s", shown)

@@ -267,7 +267,7 @@ def erase(run: dict) -> dict:
     from ulm.privacy.erasure import erase as run_erase
 
     ctx = _ctx(run)
-    out = _jsonable(run_erase(ctx.warehouse, ctx.data_dir))
+    out = _jsonable(run_erase(ctx.warehouse, ctx.data_dir, target=ctx.target))  # Postgres layers too (D87)
     if ctx.target == "postgres":  # raw reaches Postgres after the erasure: erased rows never get there (D64)
         from ulm.warehouse import postgres
 

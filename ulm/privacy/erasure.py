@@ -18,6 +18,11 @@
    scrubbed marts and swapped in.
 5. **Audit.** ``audit.erasure_log`` gets one row per request and table with the rows removed, never an identifier.
    The request row stays in ``raw.erasure_requests`` as the legal record of the request.
+6. **PostgreSQL side** (docs/PRIVACY.md#erasure-on-postgresql). When the warehouse has one (``target="postgres"``,
+   or ``audit.publish_log`` records a Postgres publish), its identity tables join the plan, and the same accounts
+   and persons are deleted from every Postgres schema (raw, staging, intermediate, marts, audit copies, ``ml``) in
+   ONE Postgres transaction, committed before the DuckDB one; its rows are logged as ``postgres:schema.table``. An
+   unreachable Postgres fails the erasure with one line and nothing is marked done.
 
 ``access_export``: everything held about one account's person (raw rows, quarantined rows, every other layer) as
 JSON, plus a short Markdown summary next to it.
@@ -109,12 +114,13 @@ def _usable_identifiers(con) -> None:
             con.execute("insert into _er_ids select ?, unnest(?::varchar[])", [kind, values])
 
 
-def _plan(con, pending: list[tuple]) -> None:
-    """Temp tables ``_er_accounts(request_id, user_id)`` and ``_er_persons(request_id, person_id)``."""
+def _plan(con, pending: list[tuple], extra_identity: tuple[str, ...] = ()) -> None:
+    """Temp tables ``_er_accounts(request_id, user_id)`` and ``_er_persons(request_id, person_id)``;
+    ``extra_identity``: more (user_id, person_id) tables to follow (the Postgres side's identity pairs)."""
     con.execute("create or replace temp table _er_accounts (request_id varchar, user_id varchar)")
     con.execute("create or replace temp table _er_persons (request_id varchar, person_id varchar)")
     con.executemany("insert into _er_accounts values (?, ?)", [(r[0], r[1]) for r in pending])
-    identity = _identity_tables(con)
+    identity = _identity_tables(con) + list(extra_identity)
     for _ in range(MAX_HOPS):
         before = con.execute("select count(*) from _er_accounts").fetchone()[0] + \
             con.execute("select count(*) from _er_persons").fetchone()[0]
@@ -297,10 +303,116 @@ def _scrub_files(con, data_dir: Path) -> dict[str, int]:
     return out
 
 
+# ----------------------------------------------------------------------------------------------- postgres side
+
+def postgres_side(con, target: str | None):
+    """The Postgres warehouse to erase on too, or None: asked for (``target == "postgres"``) or recorded (a publish
+    of this warehouse ran on Postgres: ``audit.publish_log.source_schema`` starts with ``postgres:``)."""
+    from ulm.warehouse import postgres
+
+    recorded = con.execute("select count(*) from information_schema.tables where table_schema = 'audit' and "
+                           "table_name = 'publish_log'").fetchone()[0] and con.execute(
+        "select count(*) from audit.publish_log where source_schema like 'postgres:%'").fetchone()[0]
+    return postgres.PgConfig.from_env() if target == "postgres" or recorded else None
+
+
+PG_SYSTEM = "('pg_catalog', 'information_schema', 'pg_toast')"
+
+
+def _pg_tables_with(cur, columns: tuple[str, ...], raw: bool) -> list[tuple[str, str, str]]:
+    op = "=" if raw else "<>"
+    cur.execute(f"""select c.table_schema, c.table_name, c.column_name from information_schema.columns c
+        join information_schema.tables t using (table_catalog, table_schema, table_name)
+        where t.table_type = 'BASE TABLE' and c.table_schema {op} 'raw' and c.table_schema not in {PG_SYSTEM}
+          and c.table_schema not like 'pg_temp%%' and c.column_name = any(%s) order by 1, 2, 3""", (list(columns),))
+    return cur.fetchall()
+
+
+def _pg_identity(con, pg_con) -> str:
+    """DuckDB temp table ``_er_pg_identity(user_id, person_id)``: the pairs of every Postgres identity table
+    (``int_identity``, ``dim_accounts``, audit copies: those not copied back to DuckDB)."""
+    con.execute("create or replace temp table _er_pg_identity (user_id varchar, person_id varchar)")
+    with pg_con.cursor() as cur:
+        cur.execute(f"""select table_schema, table_name from information_schema.columns
+            join information_schema.tables using (table_catalog, table_schema, table_name)
+            where table_type = 'BASE TABLE' and table_schema <> 'raw' and table_schema not in {PG_SYSTEM}
+              and column_name in ('user_id', 'person_id')
+            group by 1, 2 having count(distinct column_name) = 2 order by 1, 2""")
+        tables = cur.fetchall()
+        if tables:
+            cur.execute(" union ".join(f'select user_id::text, person_id::text from "{s}"."{t}" '
+                                       f'where user_id is not null and person_id is not null' for s, t in tables))
+            pairs = cur.fetchall()
+            if pairs:
+                con.executemany("insert into _er_pg_identity values (?, ?)", pairs)
+    return "_er_pg_identity"
+
+
+def _remove_postgres(con, pg_con) -> dict[str, dict[str, int]]:
+    """The DuckDB plan (``_er_acc``, ``_er_per``) applied to every Postgres schema in one Postgres transaction:
+    references nulled, owned rows deleted (raw, quarantine, every other layer), the new suppression hashes added to
+    Postgres ``raw.erased_subjects``. {request_id: {"postgres:schema.table": rows}}; commits."""
+    from psycopg2.extras import execute_values
+
+    removed: dict[str, dict[str, int]] = {}
+    accs = con.execute("select request_id, id from _er_acc").fetchall()
+    pers = con.execute("select request_id, id from _er_per").fetchall()
+    with pg_con, pg_con.cursor() as cur:
+        for t, rows in (("_er_acc", accs), ("_er_per", pers)):
+            cur.execute(f"create temp table {t} (request_id text, id text primary key) on commit drop")
+            if rows:
+                execute_values(cur, f"insert into {t} values %s", rows)
+
+        def delete(label: str, table: str, match: str, ids: str) -> None:
+            cur.execute(f"""with gone as (delete from {table} t using {ids} m where {match} = m.id returning
+                m.request_id) select request_id, count(*) from gone group by 1""")
+            for request_id, n in cur.fetchall():
+                per = removed.setdefault(request_id, {})
+                per[f"postgres:{label}"] = per.get(f"postgres:{label}", 0) + n
+
+        for raw in (True, False):
+            for schema, table, column in _pg_tables_with(cur, REF_ACCOUNT + REF_PERSON, raw=raw):
+                ids = "_er_acc" if column in REF_ACCOUNT else "_er_per"
+                cur.execute(f'update {quote(schema)}.{quote(table)} set {quote(column)} = null '
+                            f'where {quote(column)}::text in (select id from {ids})')
+        cur.execute("select table_name from information_schema.tables where table_schema = 'raw' "
+                    "and table_type = 'BASE TABLE'")
+        present = {("raw", t) for (t,) in cur.fetchall()}
+        for name, table in contract.TABLES.items():
+            if ("raw", name) in present:
+                for column in table.owner_columns:
+                    delete(f"raw.{name}", f"raw.{quote(name)}", f"t.{quote(column)}::text", "_er_acc")
+        if ("raw", "quarantine") in present:
+            owners = sorted({c for t in contract.TABLES.values() for c in t.owner_columns})
+            refs = sorted({c for t in contract.TABLES.values() for c in t.reference_columns})
+            owner_of = "coalesce(" + ", ".join(f"t.original_row::jsonb ->> '{c}'" for c in owners) + ")"
+            delete("raw.quarantine", "raw.quarantine", owner_of, "_er_acc")
+            for c in refs:
+                cur.execute(f"""update raw.quarantine set original_row = original_row::jsonb - '{c}'
+                    where original_row::jsonb ->> '{c}' in (select id from _er_acc)""")
+        for schema, table, column in _pg_tables_with(cur, OWNER_ACCOUNT + OWNER_PERSON, raw=False):
+            ids = "_er_acc" if column in OWNER_ACCOUNT else "_er_per"
+            delete(f"{schema}.{table}", f"{quote(schema)}.{quote(table)}", f"t.{quote(column)}::text", ids)
+        cur.execute("select 1 from information_schema.tables where table_schema = 'raw' and "
+                    "table_name = 'erased_subjects'")
+        if cur.fetchone():  # the suppression list as DuckDB now holds it (the next ingest copies it anyway)
+            cur.execute("select subject_hash, kind from raw.erased_subjects")
+            have = set(cur.fetchall())
+            cols = [r[0] for r in con.execute("select column_name from duckdb_columns() where schema_name = 'raw' "
+                                              "and table_name = 'erased_subjects' order by column_index").fetchall()]
+            new = [r for r in con.execute(f"select {', '.join(quote(c) for c in cols)} from raw.erased_subjects")
+                   .fetchall() if (r[0], r[1]) not in have]
+            if new:
+                execute_values(cur, f"insert into raw.erased_subjects ({', '.join(quote(c) for c in cols)}) "
+                                    f"values %s", new)
+    return removed
+
+
 # ----------------------------------------------------------------------------------------------- erase
 
-def erase(warehouse: Path, data_dir: Path | None = None) -> dict:
-    """Process every pending erasure request (module docstring).
+def erase(warehouse: Path, data_dir: Path | None = None, target: str | None = None) -> dict:
+    """Process every pending erasure request (module docstring); ``target="postgres"`` (or a Postgres publish in
+    ``audit.publish_log``) erases on the Postgres side (``ULM_PG_*``) too.
 
     Returns ``{"requests", "accounts", "persons", "suppressed", "rows_removed": {table: n}, "files": {...},
     "seconds"}``; counts only, never an identifier.
@@ -322,19 +434,31 @@ def erase(warehouse: Path, data_dir: Path | None = None) -> dict:
             return {"requests": 0, "accounts": 0, "persons": 0, "suppressed": 0, "rows_removed": {}, "files": {},
                     "seconds": round(time.perf_counter() - t0, 3)}
         keys.verify_key(con, "suppression")
+        pg_cfg = postgres_side(con, target)
+        pg_con = pg_cfg.connect() if pg_cfg else None  # unreachable: one UlmError line before anything changes
         now = _now()
-        with transaction(con):
-            _plan(con, pending)
-            accounts = con.execute("select count(*) from _er_accounts").fetchone()[0]
-            persons = con.execute("select count(*) from _er_persons").fetchone()[0]
-            suppressed = _suppress(con, now)
-            removed = _remove(con)
-            log_rows = []
-            for request_id, requested_at, _ in [(r[0], r[2], None) for r in pending]:
-                per = removed.get(request_id, {})
-                log_rows += [(request_id, requested_at, now, t, n) for t, n in sorted(per.items())] or \
-                    [(request_id, requested_at, now, "(none)", 0)]
-            con.executemany("insert into audit.erasure_log values (?, ?, ?, ?, ?)", log_rows)
+        try:
+            with transaction(con):
+                extra = (_pg_identity(con, pg_con),) if pg_con else ()
+                _plan(con, pending, extra)
+                accounts = con.execute("select count(*) from _er_accounts").fetchone()[0]
+                persons = con.execute("select count(*) from _er_persons").fetchone()[0]
+                suppressed = _suppress(con, now)
+                removed = _remove(con)
+                if pg_con:  # committed first: a DuckDB failure after it leaves the request pending, and a rerun
+                    # deletes nothing more on Postgres (idempotent)
+                    for request_id, per in _remove_postgres(con, pg_con).items():
+                        for t, n in per.items():
+                            removed.setdefault(request_id, {})[t] = n
+                log_rows = []
+                for request_id, requested_at, _ in [(r[0], r[2], None) for r in pending]:
+                    per = removed.get(request_id, {})
+                    log_rows += [(request_id, requested_at, now, t, n) for t, n in sorted(per.items())] or \
+                        [(request_id, requested_at, now, "(none)", 0)]
+                con.executemany("insert into audit.erasure_log values (?, ?, ?, ?, ?)", log_rows)
+        finally:
+            if pg_con:
+                pg_con.close()
         files = _scrub_files(con, data_dir)
         con.execute("drop table if exists _er_ids")
     finally:
