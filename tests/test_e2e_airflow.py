@@ -31,6 +31,8 @@ from ulm.transform.publish import table_checksums
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 END = date(2025, 6, 30)
+# a full first day and an incremental second one (three consecutive days run in tests/test_deployment.py)
+BACKFILL_DAYS = 2
 # marts that keep one slice per as-of day (docs/METRICS.md#interventions daily audiences and alerts; incremental, full refresh off)
 # and the outcomes derived from them: a direct build holds only the last day, so they are compared on it
 HISTORY = {"mart_interventions": "audience_date", "mart_alerts": "alert_date",
@@ -41,9 +43,12 @@ def _slices(day: date) -> dict[str, str]:
     return {t: f"{c} = DATE '{day.isoformat()}'" for t, c in HISTORY.items()}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict:
-    """Project-local data dir (Airflow home, GX docs, exports, MLflow) and a generated landing folder."""
+    """Project-local data dir (Airflow home, GX docs, exports, MLflow) and a generated landing folder.
+
+    Module scope: the environment it sets (its own PII key, data dir) is undone when this module ends, so the
+    modules xdist runs after it on the same worker see the test-wide key their session fixtures were built with."""
     from ulm.generate import generate
 
     root = tmp_path_factory.mktemp("e2e")
@@ -58,7 +63,7 @@ def env(tmp_path_factory) -> dict:
     mp.undo()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def direct(env) -> Path:
     """The reference: ingest + plain ``dbt build`` as of END into its own warehouse."""
     from ulm.ingest import ingest_dir
@@ -70,7 +75,7 @@ def direct(env) -> Path:
     return wh
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def backfilled(env) -> dict:
     from ulm.orchestration.runner import backfill
 
@@ -78,13 +83,13 @@ def backfilled(env) -> dict:
     t0 = time.perf_counter()
     # train=False: training is the ML suite's subject; here the ML DAG runs and skips scoring (no champion)
     ctx = RunContext.create(warehouse=wh, landing_dir=env["landing"])
-    result = backfill(END - timedelta(days=2), END, ctx, train=False)
+    result = backfill(END - timedelta(days=BACKFILL_DAYS - 1), END, ctx, train=False)
     return {"warehouse": wh, "result": result, "seconds": time.perf_counter() - t0}
 
 
 def test_backfill_runs_every_day_and_matches_a_direct_build(env, backfilled, direct) -> None:
     result, wh = backfilled["result"], backfilled["warehouse"]
-    assert result["days"] == 3
+    assert result["days"] == BACKFILL_DAYS
     for day, run in result["runs"].items():
         daily = run["dags"]["ulm_daily"]
         assert daily["state"] == "success", (day, daily)
@@ -99,8 +104,8 @@ def test_backfill_runs_every_day_and_matches_a_direct_build(env, backfilled, dir
     with duckdb.connect(str(wh), read_only=True) as con:
         gates = con.execute("SELECT gate, count(DISTINCT run_id), bool_and(success OR severity <> 'critical') "
                             "FROM audit.gate_results GROUP BY gate ORDER BY gate").fetchall()
-        assert gates == [("landing", 3, True), ("marts", 3, True), ("staging", 3, True)]
-        assert con.execute("SELECT count(*) FROM audit.publish_log").fetchone()[0] == 3
+        assert gates == [("landing", BACKFILL_DAYS, True), ("marts", BACKFILL_DAYS, True), ("staging", BACKFILL_DAYS, True)]
+        assert con.execute("SELECT count(*) FROM audit.publish_log").fetchone()[0] == BACKFILL_DAYS
         # the audience export for D: exactly the non-holdout rows of the published mart
         expected = con.execute(f"SELECT count(*) FROM marts.mart_interventions WHERE audience_date = "
                                f"DATE '{END}' AND NOT is_holdout").fetchone()[0]
