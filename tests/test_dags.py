@@ -284,6 +284,12 @@ def test_compose_environment_matches_the_code(compose: dict) -> None:
     assert 'DBT_ENV_SECRET_ULM_PII_KEY="${ULM_PII_KEY}"' in entrypoint and "dbt parse" in entrypoint
     # MLflow uses the second database of the shared Postgres, created by the init script
     assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].endswith("/mlflow")
+    # no GenAI job runner in either deployment (six idle huey consumer processes otherwise)
+    from ulm.orchestration import deploy
+
+    assert services["mlflow"]["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert deploy.mlflow_env(deploy.layout(), {"ULM_DEPLOY_PG_PASSWORD": "x"}, {})[
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert "CREATE DATABASE mlflow" in (ROOT / "docker" / "postgres-init.sql").read_text()
     # no secret has a default: compose refuses to start without each one (`${NAME:?...}`)
     for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "ULM_PII_KEY", "ULM_DEPLOY_ADMIN_PASSWORD"):

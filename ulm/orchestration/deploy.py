@@ -402,9 +402,11 @@ def mlflow_command(lay: Layout, sec: dict[str, str]) -> list[str]:
 
 
 def mlflow_env(lay: Layout, sec: dict[str, str], env: dict[str, str]) -> dict[str, str]:
-    """The MLflow server's environment: no PII key (it never reads the warehouse), the backend store URI."""
+    """The MLflow server's environment: no PII key (it never reads the warehouse), the backend store URI, and no job
+    runner (its six huey consumer processes serve GenAI jobs ULM never submits: ~1 GB and CPU on a 2-core machine)."""
     out = {k: v for k, v in env.items() if k not in _secret_env_names() and not k.startswith("AIRFLOW__")}
     out["MLFLOW_BACKEND_STORE_URI"] = pg_url(lay, sec, "mlflow")
+    out.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     return out
 
 
