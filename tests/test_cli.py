@@ -87,9 +87,7 @@ def test_every_writer_can_wait_for_the_lock(name):
     assert result.exit_code == 0 and "--wait" in result.output
 
 
-@pytest.mark.parametrize("args", [["build", "--as-of", "2025-12-31", "--target", "spark"],
-                                  ["run", "--as-of", "2025-12-31", "--no-ml", "--target", "spark"],
-                                  ["score", "--as-of", "2025-12-31", "--target", "spark"]])
+@pytest.mark.parametrize("args", [["run", "--as-of", "2025-12-31", "--no-ml", "--target", "spark"]])
 def test_what_spark_cannot_run_yet_is_refused_before_any_work(args, tmp_path):
     result = CliRunner().invoke(main, ["--warehouse", str(tmp_path / "wh.duckdb"), *args])
     assert result.exit_code != 0

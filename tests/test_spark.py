@@ -9,7 +9,12 @@ every model built on both targets, one Spark session for the module; then:
   environment) equals the DuckDB UDF / Python for the same inputs, NULL, blank, unicode and unicode whitespace
   included, and the key is nowhere in the SQL;
 - raw, staging, intermediate and marts equal table by table (sorted on every column; exact for integers, strings,
-  dates, booleans and decimals/money, 1e-9 relative for float rates).
+  dates, booleans and decimals/money, 1e-9 relative for float rates). Spark builds into the audit databases
+  (``audit_staging`` ...), as a published build does;
+- Gates 2 and 3 pass on that Spark build and fail a broken copy; the publish copies it into ``marts__run_<run id>``, switches
+  ``audit.published_run`` and mirrors it into DuckDB ``marts`` equal to DuckDB's own build; ML features read the
+  published Spark database; older copies are dropped;
+- erasure (last: it changes the shared warehouse) removes the person from every Spark table and the raw copy.
 
 Java missing: skipped with the apt command outside CI, a failure under CI=true.
 """
@@ -23,7 +28,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ulm.core.context import RunContext
+from ulm.core.context import AUDIT_PREFIX, RunContext
 from ulm.privacy.hashing import hash_values
 from ulm.transform.dbt import compile_inline, run_dbt
 from ulm.warehouse import spark as ulm_spark
@@ -55,9 +60,10 @@ def built(java, tmp_path_factory) -> Path:
     generate(out_dir=root / "landing", persons=PERSONS, days=DAYS, end_date=END, seed=5, progress=False)
     wh = root / "wh.duckdb"
     ingest_dir(root / "landing", wh, progress=False)
-    for target in ("duckdb", "spark"):
+    for target, prefix in (("duckdb", ""), ("spark", AUDIT_PREFIX)):
         t0 = time.perf_counter()
-        run_dbt(RunContext.create(as_of=END, warehouse=wh, target=target), "run", progress=False)
+        run_dbt(RunContext.create(as_of=END, warehouse=wh, target=target, schema_prefix=prefix), "run",
+                progress=False)
         TIMINGS[f"dbt run {target}"] = time.perf_counter() - t0
     print("\nengine timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
     return wh
@@ -89,7 +95,8 @@ def test_session_refuses_another_key(built, session):
 @pytest.mark.parametrize("schema", ["raw", "staging", "intermediate", "marts"])
 def test_spark_tables_equal_duckdb_table_by_table(built, session, schema):
     with duckdb.connect(str(built), read_only=True) as con:
-        counts, diffs = ulm_spark.compare_schema(con, session, schema)
+        counts, diffs = ulm_spark.compare_schema(con, session, schema,
+                                                 spark_schema=schema if schema == "raw" else AUDIT_PREFIX + schema)
     assert not diffs, "\n".join(diffs)
     minimum = {"raw": 7, "staging": 8, "intermediate": 20, "marts": 30}[schema]
     assert len(counts) >= minimum and sum(counts.values()) > 0
@@ -110,3 +117,145 @@ def test_profile_repeats_the_session_settings(tmp_path):
                 for k, v in profile["server_side_parameters"].items()}
     assert rendered == ulm_spark.session_conf(root)
     assert ulm_spark.dbt_env(tmp_path / "wh.duckdb") == {ulm_spark.DIR_ENV: str(root.resolve())}
+
+
+def _spark_ctx(wh: Path) -> RunContext:
+    return RunContext.create(as_of=END, warehouse=wh, target="spark", schema_prefix=AUDIT_PREFIX)
+
+
+def test_gates_pass_on_spark_and_fail_a_broken_build(built, session):
+    """Gates 2 and 3 run their frames on Spark (an ANSI session, D83): the Spark build passes every expectation; a
+    copy of staging with a duplicated order key and an unknown platform fails those."""
+    from ulm.quality.core import run_gate
+    from ulm.quality.gates import gate_marts, gate_staging
+    from ulm.quality.staging import staging_suites
+
+    ctx = _spark_ctx(built)
+    staging, marts = gate_staging(ctx), gate_marts(ctx)
+    assert not staging["failed"] and not marts["failed"], (staging, marts)
+    assert staging["expectations"] >= 20 and marts["expectations"] >= 10
+    with duckdb.connect(str(built), read_only=True) as con:
+        logged = dict(con.execute("select gate, count(*) from audit.gate_results where run_id = ? group by 1",
+                                  [ctx.run_id]).fetchall())
+    assert logged == {"staging": staging["expectations"], "marts": marts["expectations"]}
+
+    session.sql("drop database if exists broken_staging cascade")
+    session.sql("create database broken_staging")
+    for t in ("stg_orders", "stg_events"):
+        session.sql(f"create table broken_staging.{t} using parquet as select * from audit_staging.{t}")
+    session.sql("insert into broken_staging.stg_orders select * from audit_staging.stg_orders limit 1")
+    cols = [c if c != "platform" else "'no-such-platform' as platform" for c in
+            session.table("audit_staging.stg_events").columns]
+    session.sql(f"insert into broken_staging.stg_events select {', '.join(cols)} from audit_staging.stg_events limit 1")
+    with ulm_spark.Reader(built, os.environ["ULM_PII_KEY"]) as reader, duckdb.connect(str(built)) as con:
+        suites = staging_suites(reader.tables("broken_staging"), "broken_staging", END, target="spark")
+        report = run_gate(con, "staging", suites, END, "broken-run", built.parent, raise_on_failure=False,
+                          read=reader.df)
+    failed = {(r.frame, r.column) for r in report.failed}
+    assert ("orders_integrity", "duplicate_keys") in failed and ("events_values", "platform") in failed, failed
+    assert ("models_present", "missing") in failed  # six staging models are absent from the broken copy
+    session.sql("drop database broken_staging cascade")
+
+
+def test_publish_on_spark_switches_the_pointer_and_mirrors_duckdb(built, session):
+    """The publish (D84): a copy per run, ``audit.published_run`` naming it, ``marts`` views over it, the DuckDB
+    ``marts`` a copy equal to DuckDB's own build, a publish log row; the ML features read the published copy (D85)."""
+    from ulm.ml import features
+    from ulm.transform.publish import publish
+    from ulm.warehouse import engines
+
+    with duckdb.connect(str(built)) as con:  # DuckDB's own build, kept aside: the publish replaces DuckDB marts
+        con.execute("create schema if not exists duck_marts")
+        for t in engines.duckdb_tables(con, "marts"):
+            con.execute(f'create or replace table duck_marts."{t}" as select * from marts."{t}"')
+    ctx = _spark_ctx(built)
+    out = publish(ctx)
+    database = ulm_spark.version_database("marts", ctx.run_id)
+    assert out["target"] == "spark" and out["database"] == database and out["tables"] >= 30
+    assert ulm_spark.published_database(session, "marts") == database
+    views = {name: kind for name, kind in ulm_spark._tables(session, "marts").items()}
+    assert set(views) == set(out["published"]) and set(views.values()) == {"VIEW"}
+    with duckdb.connect(str(built), read_only=True) as con:
+        for t in engines.duckdb_tables(con, "duck_marts"):
+            cols = [r[0] for r in con.execute(
+                "select column_name from duckdb_columns() where schema_name = 'duck_marts' and table_name = ? "
+                "order by column_index", [t]).fetchall() if not r[0].startswith("_")]
+            sel = ", ".join(f'"{c}"' for c in cols)
+            left = con.execute(f'select {sel} from duck_marts."{t}"').fetchall()
+            right = con.execute(f'select {sel} from marts."{t}"').fetchall()
+            assert not engines.compare_rows(f"marts.{t}", cols, left, right, engines.REL_TOL), t
+        assert con.execute("select source_schema, tables from audit.publish_log where run_id = ?",
+                           [ctx.run_id]).fetchall() == [("spark:audit_marts", out["tables"])]
+        with features.published_marts(con, "spark", built) as mem:
+            copied = {t: mem.execute(f'select count(*) from marts."{t}"').fetchone()[0] for t in features.INTERFACE}
+            own = {t: con.execute(f'select count(*) from duck_marts."{t}"').fetchone()[0] for t in features.INTERFACE}
+        assert copied == own and all(copied.values())
+
+
+def test_publish_keeps_the_previous_copy_only(built, session):
+    """Each publish leaves the new copy and the previous one (readers mid-query); older copies are dropped, the views
+    follow the pointer, and a run cannot be published twice."""
+    from ulm.core.errors import UlmError
+
+    key = os.environ["ULM_PII_KEY"]
+    session.sql("create database if not exists retention_src")
+    versions = []
+    for i in range(3):
+        session.sql("drop table if exists retention_src.t")
+        session.sql(f"create table retention_src.t using parquet as select {i} as n")
+        versions.append(ulm_spark.publish_database(built, key, "retention_src", "retention", f"run-{i}")[0])
+        assert ulm_spark.published_database(session, "retention") == versions[-1]
+        assert session.sql("select n from retention.t").collect()[0][0] == i
+    left = {d.name for d in session.catalog.listDatabases("retention__run_*")}
+    assert left == set(versions[1:]) and session.catalog.databaseExists("retention_src")
+    with pytest.raises(UlmError, match="already published"):
+        ulm_spark.publish_database(built, key, "retention_src", "retention", "run-2")
+    for db in [*left, "retention", "retention_src"]:
+        session.sql(f"drop database if exists {db} cascade")
+
+
+def test_erasure_holds_on_spark(built, session):
+    """Last in the module (it erases from the shared warehouse): with a Spark side, `erase` removes the person's rows
+    from every Spark table (audit builds, the published copy) and from the Spark copy of raw, and logs them (D86)."""
+    from datetime import datetime
+
+    from ulm.privacy.erasure import _spark_model_tables, erase
+    from ulm.transform.publish import publish
+
+    if ulm_spark.published_database(session, "marts") is None:  # run alone: the publish test did not run first
+        publish(_spark_ctx(built))
+    with duckdb.connect(str(built)) as con:
+        user = con.execute("select user_id from raw.events group by 1 order by count(*) desc, 1 limit 1").fetchone()[0]
+        con.execute("insert into raw.erasure_requests values ('req-spark-1', ?, ?, 'test', now()::timestamp, 'test')",
+                    [user, datetime(2025, 3, 31, 12)])
+    ulm_spark.sync_raw(built, os.environ["ULM_PII_KEY"])
+    persons = sorted({r[0] for r in session.sql(
+        f"select person_id from audit_intermediate.int_identity where user_id = '{user}'").collect()})
+    assert persons
+
+    def mentions() -> dict[str, int]:
+        found = {}
+        tables = _spark_model_tables(session) + [(s, t, [c.name for c in session.catalog.listColumns(f"{s}.{t}")])
+                                                 for s in ulm_spark.SOURCE_SCHEMAS for t in ulm_spark._tables(session, s)]
+        ids = ", ".join(f"'{i}'" for i in [user, *persons])
+        for db, t, cols in tables:
+            for c in cols:
+                if c in ("user_id", "person_id") and (db, t) != ("raw", "erasure_requests"):
+                    n = session.sql(f"select count(*) from `{db}`.`{t}` where cast({c} as string) in ({ids})"
+                                    ).collect()[0][0]
+                    if n:
+                        found[f"{db}.{t}.{c}"] = n
+        return found
+
+    before = mentions()
+    assert {"raw.events.user_id", "audit_marts.dim_persons.person_id"} <= set(before), before
+    assert any(k.startswith("marts__run_") for k in before), before  # the published copy holds them too
+    res = erase(built, built.parent)
+    assert res["requests"] == 1 and res["persons"] >= 1
+    assert mentions() == {}
+    with duckdb.connect(str(built), read_only=True) as con:
+        logged = dict(con.execute("select table_name, rows_removed from audit.erasure_log "
+                                  "where request_id = 'req-spark-1'").fetchall())
+    assert logged.get("spark:audit_marts.dim_persons") == len(persons), logged
+    assert session.sql("select count(*) from raw.erased_subjects where request_id = 'req-spark-1'"
+                       ).collect()[0][0] >= 1

@@ -18,7 +18,7 @@ Output: table ``ml.feature_snapshots`` (rebuilt for all month-end cutoffs; label
 
 On the ``postgres`` target (issue #15, docs/DECISIONS.md D63) :func:`published_marts` reads the :data:`INTERFACE`
 tables from the Postgres warehouse's published marts into an in-memory DuckDB, and the same feature SQL runs there:
-one feature implementation, the target's data.
+one feature implementation, the target's data. On ``spark`` the same from the published Spark database (D85).
 """
 from __future__ import annotations
 
@@ -258,22 +258,38 @@ def month_end_cutoffs(con: duckdb.DuckDBPyConnection, as_of: date, schema: str =
 
 
 @contextmanager
-def published_marts(con: duckdb.DuckDBPyConnection, target: str = "duckdb") -> Iterator[duckdb.DuckDBPyConnection]:
+def published_marts(con: duckdb.DuckDBPyConnection, target: str = "duckdb",
+                    warehouse: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection whose published schema holds the target's published :data:`INTERFACE` marts: ``con``
-    itself on ``duckdb``; on ``postgres`` an in-memory DuckDB with a copy of them read from PostgreSQL (ULM_PG_*)."""
+    itself on ``duckdb``; on ``postgres`` an in-memory DuckDB with a copy of them read from PostgreSQL (ULM_PG_*);
+    on ``spark`` the same from the Spark database ``audit.published_run`` names (``warehouse``: the DuckDB file the
+    Spark warehouse sits beside)."""
     if target == "duckdb":
         yield con
         return
-    if target != "postgres":
+    if target not in ("postgres", "spark"):
         raise UlmError(f"ML features: target {target!r} is not supported yet")
-    from ulm.warehouse import postgres
-
     mem = duckdb.connect()
     try:
         t0 = time.perf_counter()
-        copied = postgres.copy_to_duckdb(postgres.PgConfig.from_env(), PUBLISHED, mem, tables=list(INTERFACE))
-        log.info("features read %d rows of %s from PostgreSQL in %.1fs", sum(copied.values()),
-                 ", ".join(sorted(copied)), time.perf_counter() - t0)
+        if target == "postgres":
+            from ulm.warehouse import postgres
+
+            copied = postgres.copy_to_duckdb(postgres.PgConfig.from_env(), PUBLISHED, mem, tables=list(INTERFACE))
+        else:  # the database Spark's audit.published_run names, through Arrow
+            from ulm.privacy.keys import require_pii_key
+            from ulm.warehouse import spark
+
+            if warehouse is None:
+                raise UlmError("ML features on Spark: the warehouse path is needed")
+            key = require_pii_key()
+            database = spark.published_database(spark.session(spark.spark_dir(warehouse), key), PUBLISHED)
+            if database is None:
+                raise UlmError("ML features: nothing is published on Spark yet; run `ulm build --target spark`")
+            copied = spark.copy_to_duckdb(warehouse, key, database, mem, PUBLISHED, tables=list(INTERFACE))
+        log.info("features read %d rows of %s from %s in %.1fs", sum(copied.values()),
+                 ", ".join(sorted(copied)), "PostgreSQL" if target == "postgres" else "Spark",
+                 time.perf_counter() - t0)
         yield mem
     finally:
         mem.close()

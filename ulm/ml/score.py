@@ -106,13 +106,14 @@ def coverage(unscored: pd.DataFrame, scored: int) -> dict:
 def score(as_of: date, warehouse: Path, truth_dir: Path | None = None, target: str = "duckdb") -> dict:
     """Score the population as of ``as_of`` with both champions; returns counts (scored, not scored by reason),
     versions and timings. On ``target="postgres"`` the features are read from the Postgres published marts and
-    ``ml.scores`` is written back there too (where the dbt models read it), after the DuckDB warehouse's."""
+    ``ml.scores`` is written back there too (where the dbt models read it), after the DuckDB warehouse's; the same on
+    ``"spark"`` (the published Spark database; ``ml`` re-synced to Spark)."""
     start = time.perf_counter()
     tracking.configure()
     churn_model, churn_version = load_champion("churn")
     ltv_model, ltv_version = load_champion("ltv")
     with connect_read_only(warehouse) as con:
-        with features.published_marts(con, target) as marts:
+        with features.published_marts(con, target, warehouse) as marts:
             frame = features.normalize_types(features.snapshot(marts, as_of))
             unscored = features.unscored_reasons(marts, as_of)
         ref_churn = _reference(con, churn_model.unwrap_python_model().train_cutoffs)
@@ -139,6 +140,12 @@ def score(as_of: date, warehouse: Path, truth_dir: Path | None = None, target: s
 
             copied = postgres.copy_from_duckdb(con, postgres.PgConfig.from_env(), tables=[("ml", "scores")])
             log.info("ml.scores written to PostgreSQL: %s rows", f"{copied['ml.scores']:,}")
+    if target == "spark":  # Spark ml.* := DuckDB's (Parquet copies re-registered), where the dbt models read them
+        from ulm.privacy.keys import require_pii_key
+        from ulm.warehouse import spark
+
+        copied = spark.sync_raw(warehouse, require_pii_key(), schemas=("ml",))
+        log.info("ml.scores written to Spark: %s rows", f"{copied.get('ml.scores', 0):,}")
     drifts = {"churn": {"drift": _drift(churn_model, frame, churn, ref_churn), "run_id": None},
               "ltv": {"drift": _drift(ltv_model, frame, ltv / scale, ref_ltv), "run_id": None}}
     drifts = {k: v for k, v in drifts.items() if not v["drift"].empty}

@@ -23,6 +23,11 @@
    and persons are deleted from every Postgres schema (raw, staging, intermediate, marts, audit copies, ``ml``) in
    ONE Postgres transaction, committed before the DuckDB one; its rows are logged as ``postgres:schema.table``. An
    unreachable Postgres fails the erasure with one line and nothing is marked done.
+7. **Spark side** (D86). When the warehouse has one (``target="spark"``, or its ``<stem>_spark/`` directory
+   exists), the Spark tables' identity pairs join the plan, every Spark table holding the accounts or persons is
+   re-written without them (references nulled; Parquet has no DELETE), and the Spark copies of ``raw`` and ``ml``
+   are re-written from the erased DuckDB tables; logged as ``spark:db.table``. Before the DuckDB commit, as on
+   Postgres.
 
 ``access_export``: everything held about one account's person (raw rows, quarantined rows, every other layer) as
 JSON, plus a short Markdown summary next to it.
@@ -408,6 +413,101 @@ def _remove_postgres(con, pg_con) -> dict[str, dict[str, int]]:
     return removed
 
 
+# ----------------------------------------------------------------------------------------------- spark side
+
+def spark_side(warehouse: Path, target: str | None) -> bool:
+    """Erase on Spark too: asked for (``target == "spark"``) or the warehouse has a Spark side at all (its
+    ``<stem>_spark/`` directory: any Spark build, dev builds included, holds person rows)."""
+    from ulm.warehouse import spark
+
+    return target == "spark" or spark.spark_dir(Path(warehouse)).exists()
+
+
+def _spark_model_tables(sp) -> list[tuple[str, str, list[str]]]:
+    """(database, table, columns) of every Spark table outside the source copies (``raw``, ``ml``: re-written from
+    DuckDB); views are skipped (they select from tables that are erased themselves)."""
+    from ulm.warehouse import spark
+
+    out = []
+    for db in sorted(d.name for d in sp.catalog.listDatabases()):
+        if db in spark.SOURCE_SCHEMAS:
+            continue
+        for table, kind in spark._tables(sp, db).items():
+            if kind != "VIEW":
+                out.append((db, table, [c.name for c in sp.catalog.listColumns(f"`{db}`.`{table}`")]))
+    return out
+
+
+def _spark_identity(con, sp) -> str:
+    """DuckDB temp table ``_er_spark_identity(user_id, person_id)``: the pairs of every Spark table holding both (the
+    Spark builds' ``int_identity``, ``dim_accounts``, published copies)."""
+    con.execute("create or replace temp table _er_spark_identity (user_id varchar, person_id varchar)")
+    selects = [f"select cast(user_id as string) as user_id, cast(person_id as string) as person_id from `{db}`.`{t}` "
+               "where user_id is not null and person_id is not null"
+               for db, t, cols in _spark_model_tables(sp) if {"user_id", "person_id"} <= set(cols)]
+    if selects:
+        pairs = [tuple(r) for r in sp.sql(" union ".join(selects)).collect()]
+        if pairs:
+            con.executemany("insert into _er_spark_identity values (?, ?)", pairs)
+    return "_er_spark_identity"
+
+
+def _spark_in(column: str, ids: list[str]) -> str:
+    """``column`` (as text) is one of ``ids``; false for NULL and for no ids (literals: erasure batches are small)."""
+    if not ids:
+        return "false"
+    values = ", ".join("'" + i.replace("\\", "\\\\").replace("'", "\\'") + "'" for i in ids)
+    return f"coalesce(cast(`{column}` as string) in ({values}), false)"
+
+
+def _remove_spark(con, warehouse: Path, key: str) -> dict[str, dict[str, int]]:
+    """The DuckDB plan (``_er_acc``, ``_er_per``) applied to Spark (D86): every Spark table with rows of those
+    accounts or persons is re-written without them (references nulled) as a new Parquet table that then replaces it
+    (Parquet tables have no DELETE); the source copies ``raw``/``ml`` are re-written from ``con``, which sees the
+    erasure's own deletes. {request_id: {"spark:db.table": rows}}."""
+    import pandas as pd
+
+    from ulm.warehouse import spark
+
+    sp = spark.session(spark.spark_dir(Path(warehouse)), key)
+    ids = {name: con.execute(f"select request_id, id from {name} where id is not null").fetchall()
+           for name in ("_er_acc", "_er_per")}
+    lists = {name: sorted({i for _, i in rows}) for name, rows in ids.items()}
+    for name, rows in ids.items():
+        sp.createDataFrame(pd.DataFrame(rows, columns=["request_id", "id"]) if rows else
+                           pd.DataFrame({"request_id": pd.Series(dtype=str), "id": pd.Series(dtype=str)}),
+                           "request_id string, id string").createOrReplaceTempView(name)
+    removed: dict[str, dict[str, int]] = {}
+    for db, table, cols in _spark_model_tables(sp):
+        owners = [c for c in cols if c in OWNER_ACCOUNT + OWNER_PERSON]
+        refs = [c for c in cols if c in REF_ACCOUNT + REF_PERSON]
+        if not owners and not refs:
+            continue
+        which = {c: "_er_acc" if c in OWNER_ACCOUNT + REF_ACCOUNT else "_er_per" for c in owners + refs}
+        owned = [_spark_in(c, lists[which[c]]) for c in owners]
+        touched = " or ".join(owned + [_spark_in(c, lists[which[c]]) for c in refs]) or "false"
+        rel = f"`{db}`.`{table}`"
+        if not sp.sql(f"select 1 from {rel} where {touched} limit 1").collect():
+            continue
+        for i, c in enumerate(owners):  # each row counted once: for the first owner column that matches
+            earlier = " or ".join(owned[:i]) or "false"
+            for request_id, n in sp.sql(f"select m.request_id, count(*) from {rel} t join {which[c]} m "
+                                        f"on cast(t.`{c}` as string) = m.id where not ({earlier}) "
+                                        "group by 1").collect():
+                per = removed.setdefault(request_id, {})
+                per[f"spark:{db}.{table}"] = per.get(f"spark:{db}.{table}", 0) + n
+        select = ", ".join(f"case when {_spark_in(c, lists[which[c]])} then null else `{c}` end as `{c}`"
+                           if c in refs else f"`{c}`" for c in cols)
+        keep = " or ".join(owned) or "false"
+        tmp = f"`{db}`.`{table}__ulm_erasing`"
+        sp.sql(f"drop table if exists {tmp}")
+        sp.sql(f"create table {tmp} using parquet as select {select} from {rel} where not ({keep})")
+        sp.sql(f"drop table {rel}")
+        sp.sql(f"alter table {tmp} rename to {rel}")
+    spark.sync_raw(Path(warehouse), key, con=con)  # raw (quarantine, suppression list) and ml as DuckDB now has them
+    return removed
+
+
 # ----------------------------------------------------------------------------------------------- erase
 
 def erase(warehouse: Path, data_dir: Path | None = None, target: str | None = None) -> dict:
@@ -436,10 +536,15 @@ def erase(warehouse: Path, data_dir: Path | None = None, target: str | None = No
         keys.verify_key(con, "suppression")
         pg_cfg = postgres_side(con, target)
         pg_con = pg_cfg.connect() if pg_cfg else None  # unreachable: one UlmError line before anything changes
+        spark_key = keys.require_pii_key() if spark_side(warehouse, target) else None
         now = _now()
         try:
             with transaction(con):
                 extra = (_pg_identity(con, pg_con),) if pg_con else ()
+                if spark_key:
+                    from ulm.warehouse import spark
+
+                    extra += (_spark_identity(con, spark.session(spark.spark_dir(Path(warehouse)), spark_key)),)
                 _plan(con, pending, extra)
                 accounts = con.execute("select count(*) from _er_accounts").fetchone()[0]
                 persons = con.execute("select count(*) from _er_persons").fetchone()[0]
@@ -448,6 +553,10 @@ def erase(warehouse: Path, data_dir: Path | None = None, target: str | None = No
                 if pg_con:  # committed first: a DuckDB failure after it leaves the request pending, and a rerun
                     # deletes nothing more on Postgres (idempotent)
                     for request_id, per in _remove_postgres(con, pg_con).items():
+                        for t, n in per.items():
+                            removed.setdefault(request_id, {})[t] = n
+                if spark_key:  # before the DuckDB commit too: a failure leaves the requests pending; a rerun re-plans
+                    for request_id, per in _remove_spark(con, warehouse, spark_key).items():
                         for t, n in per.items():
                             removed.setdefault(request_id, {})[t] = n
                 log_rows = []

@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -351,12 +351,30 @@ def existing_tables(con, schema: str) -> dict[str, set[str]]:
 SuiteBuilder = Callable[..., Sequence[Suite]]
 
 
-def models_present_frame(schema: str, models: Sequence[str]) -> Frame:
-    """One row per expected model; ``missing`` names the ones absent from ``schema``."""
-    values = ", ".join(f"('{m}')" for m in models)
+@dataclass(frozen=True)
+class Dialect:
+    """The few SQL forms the gates' frame queries cannot write alike on DuckDB, PostgreSQL and Spark (everything
+    else in them is portable; double-quoted identifiers on Spark come from its ANSI session, D83)."""
+
+    double: str = "DOUBLE PRECISION"
+    text: str = "VARCHAR"
+    spark: bool = False
+
+    def day_diff(self, later: str, earlier: str) -> str:
+        """Whole days from ``earlier`` to ``later`` (dates)."""
+        return f"datediff({later}, {earlier})" if self.spark else f"({later} - {earlier})"
+
+
+DIALECTS = {"duckdb": Dialect(), "postgres": Dialect(), "spark": Dialect(double="DOUBLE", text="STRING", spark=True)}
+
+
+def models_present_frame(schema: str, models: Sequence[str], present: Iterable[str]) -> Frame:
+    """One row per expected model; ``missing`` names the ones absent from ``schema`` (``present``: the relations the
+    target's catalog lists there; a VALUES list, so the query is the same on every engine)."""
+    have = set(present)
+    values = ", ".join(f"('{m}', {int(m in have)})" for m in models)
     sql = f"""
-        SELECT e.model, CASE WHEN t.table_name IS NULL THEN '{schema}.' || e.model END AS missing
-        FROM (VALUES {values}) AS e(model)
-        LEFT JOIN information_schema.tables AS t ON t.table_schema = '{schema}' AND t.table_name = e.model
+        SELECT e.model, CASE WHEN e.present = 0 THEN '{schema}.' || e.model END AS missing
+        FROM (VALUES {values}) AS e(model, present)
         ORDER BY e.model"""
     return Frame("models_present", sql, (Expect("ExpectColumnValuesToBeNull", "missing"),))

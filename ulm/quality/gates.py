@@ -5,7 +5,8 @@ Each opens the warehouse, evaluates its suites with GX (see :mod:`ulm.quality.co
 :class:`~ulm.quality.core.GateFailed` when a critical expectation fails. Returns the report summary.
 Gates 2 and 3 check the run's audited build (``<prefix>staging``, ``<prefix>marts``) on the run's target: on
 ``postgres`` the same portable frame queries run there (:class:`ulm.warehouse.postgres.Reader`), the results are
-stored in the DuckDB warehouse file as on DuckDB (docs/DECISIONS.md D61). Gate 1 checks the DuckDB load records
+stored in the DuckDB warehouse file as on DuckDB (docs/DECISIONS.md D61); on ``spark`` they run in an ANSI session of
+the process's Spark (:class:`ulm.warehouse.spark.Reader`, D83). Gate 1 checks the DuckDB load records
 on every target (ingest validates in DuckDB, D53).
 """
 from __future__ import annotations
@@ -36,6 +37,13 @@ def _target(ctx: RunContext, con) -> Iterator[tuple]:
     if ctx.target == "duckdb":
         yield (lambda schema: existing_tables(con, schema)), None
         return
+    if ctx.target == "spark":
+        from ulm.privacy.keys import require_pii_key
+        from ulm.warehouse import spark
+
+        with spark.Reader(ctx.warehouse, require_pii_key()) as reader:
+            yield reader.tables, reader.df
+        return
     if ctx.target != "postgres":
         raise UlmError(f"gates: target {ctx.target!r} is not supported yet")
     from ulm.warehouse import postgres
@@ -49,7 +57,8 @@ def gate_staging(ctx: RunContext) -> dict:
     contracts); the size of the largest person in ``<prefix>intermediate`` (a warning)."""
     schema, intermediate = ctx.schema("staging"), ctx.schema("intermediate")
     with connect(ctx.warehouse) as con, _target(ctx, con) as (tables, read):
-        suites = staging_suites(tables(schema), schema, ctx.require_as_of(), tables(intermediate), intermediate)
+        suites = staging_suites(tables(schema), schema, ctx.require_as_of(), tables(intermediate), intermediate,
+                                 target=ctx.target)
         return run_gate(con, "staging", suites, ctx.require_as_of(), ctx.run_id, ctx.data_dir,
                         read=read).summary()
 
@@ -58,5 +67,6 @@ def gate_marts(ctx: RunContext) -> dict:
     """Gate 3 on ``<prefix>marts`` (GMV reconciled against ``<prefix>staging``): the publishing invariants."""
     marts, staging, intermediate = ctx.schema("marts"), ctx.schema("staging"), ctx.schema("intermediate")
     with connect(ctx.warehouse) as con, _target(ctx, con) as (tables, read):
-        suites = marts_suites(tables(marts), marts, staging, ctx.require_as_of(), tables(intermediate), intermediate)
+        suites = marts_suites(tables(marts), marts, staging, ctx.require_as_of(), tables(intermediate), intermediate,
+                              target=ctx.target)
         return run_gate(con, "marts", suites, ctx.require_as_of(), ctx.run_id, ctx.data_dir, read=read).summary()

@@ -23,6 +23,8 @@ import re
 from datetime import date
 
 from ulm.quality.core import (
+    DIALECTS,
+    Dialect,
     Expect,
     Frame,
     Suite,
@@ -100,14 +102,14 @@ def stage_counts_frame(marts: str, as_of: date) -> Frame:
     ))
 
 
-def _num_text(col: str) -> str:
-    """A double as text alike on DuckDB and PostgreSQL (a whole number without '.0', which only DuckDB prints)."""
-    return (f"CASE WHEN {col} = trunc({col}) AND abs({col}) < 1e15 THEN CAST(CAST({col} AS BIGINT) AS VARCHAR) "
-            f"ELSE CAST({col} AS VARCHAR) END")
+def _num_text(col: str, dialect: Dialect) -> str:
+    """A double as text alike on every engine (a whole number without '.0', which only DuckDB prints)."""
+    return (f"CASE WHEN {col} = floor({col}) AND abs({col}) < 1e15 THEN CAST(CAST({col} AS BIGINT) AS {dialect.text}) "
+            f"ELSE CAST({col} AS {dialect.text}) END")
 
 
 def _column_stats_frame(name: str, marts: str, columns: list[tuple[str, str]], lo: float | None,
-                        hi: float | None) -> Frame | None:
+                        hi: float | None, dialect: Dialect) -> Frame | None:
     """One row per (table, column): min, max and ``out_of_range`` naming it when outside [lo, hi]."""
     if not columns:
         return None
@@ -116,15 +118,15 @@ def _column_stats_frame(name: str, marts: str, columns: list[tuple[str, str]], l
         conds.append(f"min_value < {lo}")
     if hi is not None:
         conds.append(f"max_value > {hi}")
-    parts = [f"SELECT '{t}' AS table_name, '{c}' AS column_name, CAST(min({_q(c)}) AS DOUBLE PRECISION) AS "
-             f"min_value, CAST(max({_q(c)}) AS DOUBLE PRECISION) AS max_value FROM {marts}.{_q(t)}"
+    parts = [f"SELECT '{t}' AS table_name, '{c}' AS column_name, CAST(min({_q(c)}) AS {dialect.double}) AS "
+             f"min_value, CAST(max({_q(c)}) AS {dialect.double}) AS max_value FROM {marts}.{_q(t)}"
              for t, c in columns]
     sql = f"""
         SELECT table_name, column_name, coalesce(min_value, {lo if lo is not None else 0}) AS min_value,
                coalesce(max_value, {hi if hi is not None else 0}) AS max_value,
                CASE WHEN {' OR '.join(conds)}
-                    THEN table_name || '.' || column_name || ' in [' || {_num_text("min_value")} || ', '
-                         || {_num_text("max_value")} || ']'
+                    THEN table_name || '.' || column_name || ' in [' || {_num_text("min_value", dialect)} || ', '
+                         || {_num_text("max_value", dialect)} || ']'
                END AS out_of_range
         FROM ({' UNION ALL '.join(parts)}) AS stats ORDER BY table_name, column_name"""
     checks: list[Expect] = [Expect("ExpectColumnValuesToBeNull", "out_of_range")]
@@ -135,7 +137,7 @@ def _column_stats_frame(name: str, marts: str, columns: list[tuple[str, str]], l
     return Frame(name, sql, tuple(checks))
 
 
-def gmv_frame(marts: str, staging: str) -> Frame:
+def gmv_frame(marts: str, staging: str, dialect: Dialect) -> Frame:
     sql = f"""
         WITH mart AS (SELECT kpi_date AS day, gmv FROM {marts}.mart_kpi_daily),
         orders AS (
@@ -151,9 +153,9 @@ def gmv_frame(marts: str, staging: str) -> Frame:
         )
         SELECT count(*) AS days,
                count(*) FILTER (WHERE mart_gmv <> orders_gmv) AS days_with_gmv_mismatch,
-               CAST(coalesce(max(abs(mart_gmv - orders_gmv)), 0) AS DOUBLE PRECISION) AS max_abs_gmv_difference,
-               CAST(coalesce(sum(mart_gmv), 0) AS DOUBLE PRECISION) AS mart_gmv_total,
-               CAST(coalesce(sum(orders_gmv), 0) AS DOUBLE PRECISION) AS orders_gmv_total
+               CAST(coalesce(max(abs(mart_gmv - orders_gmv)), 0) AS {dialect.double}) AS max_abs_gmv_difference,
+               CAST(coalesce(sum(mart_gmv), 0) AS {dialect.double}) AS mart_gmv_total,
+               CAST(coalesce(sum(orders_gmv), 0) AS {dialect.double}) AS orders_gmv_total
         FROM joined"""
     return Frame("gmv", sql, (expect_max("days_with_gmv_mismatch", 0), expect_max("max_abs_gmv_difference", 0)))
 
@@ -178,21 +180,22 @@ def persons_frame(marts: str, intermediate: str, person_tables: list[str], has_i
 
 def marts_suites(schema_columns: dict[str, set[str]], marts: str, staging: str, as_of: date,
                  intermediate_columns: dict[str, set[str]] | None = None,
-                 intermediate: str | None = None) -> list[Suite]:
+                 intermediate: str | None = None, target: str = "duckdb") -> list[Suite]:
     """Suites for the marts present in ``marts`` ({table: columns}); missing required marts fail the gate."""
     intermediate = intermediate or marts.replace("marts", "intermediate")
-    frames: list[Frame] = [models_present_frame(marts, REQUIRED)]
+    frames: list[Frame] = [models_present_frame(marts, REQUIRED, schema_columns)]
+    dialect = DIALECTS[target]
     present = set(schema_columns)
     if {"fct_lifecycle_stage_history", "dim_persons"} <= present:
         frames.append(stage_history_frame(marts))
     if {"mart_lifecycle_daily", "dim_persons"} <= present:
         frames.append(stage_counts_frame(marts, as_of))
     if "mart_kpi_daily" in present:
-        frames.append(gmv_frame(marts, staging))
+        frames.append(gmv_frame(marts, staging, dialect))
     rate_cols = sorted((t, c) for t, cols in schema_columns.items() for c in cols if is_proportion(c))
     ltv_cols = sorted((t, c) for t, cols in schema_columns.items() for c in cols if c.startswith("predicted_ltv"))
-    frames.extend(f for f in (_column_stats_frame("rates", marts, rate_cols, 0, 1),
-                              _column_stats_frame("predicted_ltv", marts, ltv_cols, 0, None)) if f is not None)
+    frames.extend(f for f in (_column_stats_frame("rates", marts, rate_cols, 0, 1, dialect),
+                              _column_stats_frame("predicted_ltv", marts, ltv_cols, 0, None, dialect)) if f is not None)
     if "dim_persons" in present:
         person_tables = sorted(t for t, cols in schema_columns.items()
                                if "person_id" in cols and t not in _PERSON_LEVEL_EXEMPT)

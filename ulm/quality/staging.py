@@ -1,6 +1,7 @@
 """Gate 2, staging (docs/METRICS.md#quality-gates-and-publishing): freshness, volume, accepted values, ranges and uniqueness.
 
-Everything is aggregated in the warehouse (DuckDB or PostgreSQL: the SQL is portable) before GX sees it, so the gate costs a few scans at any scale:
+Everything is aggregated in the warehouse (DuckDB, PostgreSQL or Spark: the SQL is portable, but for the
+:class:`~ulm.quality.core.Dialect` forms) before GX sees it, so the gate costs a few scans at any scale:
 
 * ``events_freshness_volume`` - one row: latest event day, lag to the as-of day, events on the as-of day,
   the trailing median (``volume_trailing_days`` days before it, counting days with no events as 0, from the
@@ -21,12 +22,14 @@ Columns that a staging model does not carry (PII replaced by hashes) are skipped
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from ulm.core import contract
 from ulm.core.settings import param
 from ulm.quality.core import (
+    DIALECTS,
     WARNING,
+    Dialect,
     Expect,
     Frame,
     Suite,
@@ -45,9 +48,11 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def freshness_volume_frame(schema: str, as_of: date) -> Frame:
+def freshness_volume_frame(schema: str, as_of: date, dialect: Dialect = DIALECTS["duckdb"]) -> Frame:
     d = f"DATE '{as_of.isoformat()}'"
     n = int(param("volume_trailing_days"))
+    # the trailing days as a VALUES list (generate_series is not on every engine)
+    trailing = ", ".join(f"(DATE '{(as_of - timedelta(days=i)).isoformat()}')" for i in range(n, 0, -1))
     sql = f"""
         WITH bounds AS (
             SELECT min(event_date) AS first_day, max(event_date) AS latest_day
@@ -62,16 +67,14 @@ def freshness_volume_frame(schema: str, as_of: date) -> Frame:
         history AS (
             SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY coalesce(daily.events, 0)) AS median_events,
                    count(*) AS trailing_days
-            FROM (SELECT CAST(g.day AS DATE) AS day
-                  FROM generate_series(CAST({d} - {n} AS TIMESTAMP), CAST({d} - 1 AS TIMESTAMP), INTERVAL '1 day')
-                       AS g(day)) AS s
+            FROM (VALUES {trailing}) AS s(day)
             CROSS JOIN bounds
             LEFT JOIN daily USING (day)
             WHERE s.day >= bounds.first_day
         ),
         today AS (SELECT coalesce(sum(events), 0) AS events FROM daily WHERE day = {d})
         SELECT bounds.latest_day AS latest_event_day,
-               coalesce({d} - bounds.latest_day, 99999) AS freshness_lag_days,
+               coalesce({dialect.day_diff(d, 'bounds.latest_day')}, 99999) AS freshness_lag_days,
                today.events AS events_on_day,
                history.median_events AS trailing_median_events,
                history.trailing_days,
@@ -138,10 +141,11 @@ def identity_frame(intermediate: str) -> Frame:
 
 def staging_suites(schema_columns: dict[str, set[str]], schema: str, as_of: date,
                    intermediate_columns: dict[str, set[str]] | None = None,
-                   intermediate: str | None = None) -> list[Suite]:
-    """Suites for the staging models present in ``schema`` ({model: columns} from information_schema), plus the
-    identity check when ``intermediate`` (the build's intermediate schema) holds ``int_identity_components``."""
-    frames: list[Frame] = [models_present_frame(schema, [f"stg_{t}" for t in contract.TABLES])]
+                   intermediate: str | None = None, target: str = "duckdb") -> list[Suite]:
+    """Suites for the staging models present in ``schema`` ({model: columns} from the target's catalog), plus the
+    identity check when ``intermediate`` (the build's intermediate schema) holds ``int_identity_components``; the
+    SQL in ``target``'s dialect."""
+    frames: list[Frame] = [models_present_frame(schema, [f"stg_{t}" for t in contract.TABLES], schema_columns)]
     for table in contract.TABLES.values():
         columns = schema_columns.get(f"stg_{table.name}")
         if columns is None:
@@ -150,7 +154,7 @@ def staging_suites(schema_columns: dict[str, set[str]], schema: str, as_of: date
                                   values_frame(schema, table, columns)) if f is not None)
     suites = [Suite(STAGING_SUITE, tuple(frames))]
     if "stg_events" in schema_columns:
-        suites.insert(0, Suite(FRESHNESS_SUITE, (freshness_volume_frame(schema, as_of),)))
+        suites.insert(0, Suite(FRESHNESS_SUITE, (freshness_volume_frame(schema, as_of, DIALECTS[target]),)))
     if intermediate and "int_identity_components" in (intermediate_columns or {}):
         suites.append(Suite(IDENTITY_SUITE, (identity_frame(intermediate),)))
     return suites

@@ -12,6 +12,10 @@ On the ``postgres`` target (docs/DECISIONS.md D60, D62) the publish is PostgreSQ
 (:func:`ulm.warehouse.postgres.publish_schema`); then, in one DuckDB transaction, the DuckDB warehouse's ``marts``
 becomes a copy of the just-published Postgres marts and the publish is logged, so the serving snapshot, the
 audience exports and the dashboard read exactly what Postgres published.
+
+On ``spark`` (D84) every publish copies the audited marts into a new Spark database ``marts__run_<run id>`` and switches
+the one-row view ``audit.published_run`` to it (one metastore operation); ``marts``' views follow; the DuckDB
+``marts`` becomes a copy of that database in one DuckDB transaction, as on Postgres.
 """
 from __future__ import annotations
 
@@ -44,6 +48,8 @@ def publish(ctx: RunContext) -> dict:
     t0 = time.perf_counter()
     if ctx.target == "postgres":
         return _publish_postgres(ctx, source_schema, target_schema, t0)
+    if ctx.target == "spark":
+        return _publish_spark(ctx, source_schema, target_schema, t0)
     con = connect(ctx.warehouse)
     try:
         source = relations(con, source_schema)
@@ -93,6 +99,38 @@ def _publish_postgres(ctx: RunContext, source_schema: str, target_schema: str, t
              sum(counts.values()), source_schema, target_schema, cfg.host, cfg.port, cfg.dbname, seconds)
     return {"tables": len(counts), "rows": sum(counts.values()), "seconds": seconds,
             "published": sorted(counts), "serving": snapshot, "target": "postgres"}
+
+
+def _publish_spark(ctx: RunContext, source_schema: str, target_schema: str, t0: float) -> dict:
+    """Spark's versioned publish (a copy per run, one pointer view switched), then the DuckDB mirror of what the
+    pointer names + publish log, then serving: the same shape as on Postgres."""
+    from ulm.privacy.keys import require_pii_key
+    from ulm.warehouse import spark
+
+    key = require_pii_key()
+    database, counts = spark.publish_database(ctx.warehouse, key, source_schema, target_schema, ctx.run_id)
+    con = connect(ctx.warehouse)
+    try:
+        ensure_audit_schema(con)
+        with transaction(con):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(target_schema)}")
+            for name, kind in relations(con, target_schema).items():
+                con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {quote(target_schema)}.{quote(name)}")
+            mirrored = spark.copy_to_duckdb(ctx.warehouse, key, database, con, target_schema)
+            if mirrored != counts:
+                raise UlmError(f"publish: the DuckDB copy of Spark {database} differs from what was published "
+                               f"({sum(mirrored.values())} vs {sum(counts.values())} rows)")
+            con.execute("INSERT INTO audit.publish_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [ctx.run_id, ctx.require_as_of(), f"spark:{source_schema}", target_schema, len(counts),
+                         sum(counts.values()), datetime.now(timezone.utc).replace(tzinfo=None)])
+        snapshot = serving.refresh(con, ctx.data_dir, ctx.as_of, ctx.run_id, reason="publish")
+    finally:
+        con.close()
+    seconds = round(time.perf_counter() - t0, 3)
+    log.info("published %d tables (%d rows) from %s to %s on Spark (%s) in %.1fs", len(counts), sum(counts.values()),
+             source_schema, target_schema, database, seconds)
+    return {"tables": len(counts), "rows": sum(counts.values()), "seconds": seconds,
+            "published": sorted(counts), "serving": snapshot, "target": "spark", "database": database}
 
 
 def _swap(con, source: dict[str, str], source_schema: str, target_schema: str) -> dict[str, int]:

@@ -27,6 +27,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -123,21 +124,25 @@ def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def sync_raw(warehouse: Path, key: str, schemas: tuple[str, ...] = SOURCE_SCHEMAS) -> dict[str, int]:
+def sync_raw(warehouse: Path, key: str, schemas: tuple[str, ...] = SOURCE_SCHEMAS, con: Any = None) -> dict[str, int]:
     """Spark ``raw``/``ml`` := DuckDB ``raw``/``ml``: each table written to Parquet by DuckDB, then (re)registered as
-    a Spark table over that file. Returns {schema.table: rows}."""
+    a Spark table over that file. ``con``: an open DuckDB connection to the warehouse to read through (inside its
+    transaction: what it sees, uncommitted changes included; the erasure uses it), else a read-only one is opened.
+    Returns {schema.table: rows}."""
     import duckdb
 
     warehouse = Path(warehouse)
     root = spark_dir(warehouse)
     spark = session(root, key)
     counts: dict[str, int] = {}
-    con = duckdb.connect(str(warehouse), read_only=True)
+    own = con is None
+    if own:
+        con = duckdb.connect(str(warehouse), read_only=True)
     try:
         for schema in schemas:
             tables = [r[0] for r in con.execute(
                 "select table_name from duckdb_tables() where database_name = current_database() and schema_name = ?"
-                " order by 1", [schema]).fetchall()]
+                " and not temporary order by 1", [schema]).fetchall()]
             spark.sql(f"create database if not exists {_q(schema)}")
             for table in tables:
                 cols = con.execute(
@@ -156,7 +161,8 @@ def sync_raw(warehouse: Path, key: str, schemas: tuple[str, ...] = SOURCE_SCHEMA
                 spark.sql(f"create table {_q(schema)}.{_q(table)} using parquet location '{out}'")
                 spark.sql(f"refresh table {_q(schema)}.{_q(table)}")
     finally:
-        con.close()
+        if own:
+            con.close()
     return counts
 
 
@@ -166,21 +172,23 @@ def dbt_env(warehouse: Path) -> dict[str, str]:
 
 
 def compare_schema(duck: Any, spark: Any, schema: str, rel_tol: float | None = None,
-                   skip: tuple[str, ...] = ()) -> tuple[dict[str, int], list[str]]:
-    """Compare every DuckDB table of ``schema`` with the Spark table of the same name, column by column (DuckDB's
-    column order; '_' columns are load lineage and skipped), with :func:`ulm.warehouse.engines.compare_rows`.
-    Returns ({table: rows}, differences)."""
+                   skip: tuple[str, ...] = (), spark_schema: str | None = None) -> tuple[dict[str, int], list[str]]:
+    """Compare every DuckDB table of ``schema`` with the Spark table of the same name in ``spark_schema`` (default
+    the same database name), column by column (DuckDB's column order; '_' columns are load lineage and skipped), with
+    :func:`ulm.warehouse.engines.compare_rows`. Returns ({table: rows}, differences)."""
+    spark_schema = spark_schema or schema
     from ulm.warehouse import engines
 
     tol = engines.REL_TOL if rel_tol is None else rel_tol
-    spark_tables = {r.tableName for r in spark.sql(f"show tables in {_q(schema)}").collect() if not r.isTemporary}
+    spark_tables = {r.tableName for r in spark.sql(f"show tables in {_q(spark_schema)}").collect()
+                    if not r.isTemporary}
     counts: dict[str, int] = {}
     diffs: list[str] = []
     for table in engines.duckdb_tables(duck, schema):
         if table in skip:
             continue
         if table not in spark_tables:
-            diffs.append(f"{schema}.{table}: missing on Spark")
+            diffs.append(f"{spark_schema}.{table}: missing on Spark")
             continue
         cols = [r[0] for r in duck.execute(
             "select column_name from duckdb_columns() where database_name = current_database() and schema_name = ? "
@@ -188,7 +196,130 @@ def compare_schema(duck: Any, spark: Any, schema: str, rel_tol: float | None = N
         left = duck.execute(f'select {", ".join(chr(34) + c + chr(34) for c in cols)} from "{schema}"."{table}"'
                             ).fetchall()
         right = [tuple(r) for r in spark.sql(
-            f'select {", ".join(_q(c) for c in cols)} from {_q(schema)}.{_q(table)}').collect()]
+            f'select {", ".join(_q(c) for c in cols)} from {_q(spark_schema)}.{_q(table)}').collect()]
         counts[table] = len(left)
         diffs += engines.compare_rows(f"{schema}.{table}", cols, left, right, tol)
     return counts, diffs
+
+
+# ------------------------------------------------------------------------------------------ gates and publish
+
+def _tables(spark: Any, schema: str) -> dict[str, str]:
+    """{name: 'VIEW' | 'MANAGED' | 'EXTERNAL'} of the (non-temporary) tables and views of Spark database ``schema``;
+    {} when it does not exist."""
+    if not spark.catalog.databaseExists(schema):
+        return {}
+    return {t.name: t.tableType for t in sorted(spark.catalog.listTables(schema), key=lambda t: t.name)
+            if not t.isTemporary}
+
+
+class Reader:
+    """Read-only queries on the Spark warehouse, for the gates (what :class:`ulm.warehouse.postgres.Reader` is on
+    PostgreSQL): :meth:`df` gives a pandas DataFrame (decimals as floats, as DuckDB's ``.df()``), :meth:`tables`
+    {table: columns} of a database. It queries a separate session of the process's Spark (``newSession()``: the
+    same JVM, tables and metastore, its own SQL settings) with ANSI SQL on and double-quoted identifiers, Spark 4's
+    defaults (dbt-spark turns ANSI off in the session dbt uses), so the gates' portable frame SQL runs unchanged."""
+
+    def __init__(self, warehouse: Path, key: str) -> None:
+        self.spark = session(spark_dir(Path(warehouse)), key).newSession()
+        self.spark.conf.set("spark.sql.ansi.enabled", "true")
+        self.spark.conf.set("spark.sql.ansi.doubleQuotedIdentifiers", "true")
+
+    def df(self, sql: str):
+        import pandas as pd
+
+        frame = self.spark.sql(sql)
+        rows = [tuple(r) for r in frame.collect()]
+        return pd.DataFrame.from_records(rows, columns=frame.columns, coerce_float=True)
+
+    def tables(self, schema: str) -> dict[str, set[str]]:
+        return {t: {c.name for c in self.spark.catalog.listColumns(f"{_q(schema)}.{_q(t)}")}
+                for t in _tables(self.spark, schema)}
+
+    def close(self) -> None:
+        pass  # the session belongs to the process (its JVM serves dbt and the other steps too)
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+POINTER = "published_run"  # audit.published_run on Spark: the one-row view naming the published database
+
+
+VERSION_INFIX = "__run_"  # <target>__run_<run id>: the publish copies, and only they, match <target>__run_*
+
+
+def version_database(target: str, run_id: str) -> str:
+    """The Spark database one publish copies ``target`` into: ``<target>__run_<run id>`` (letters, digits, '_')."""
+    return f"{target}{VERSION_INFIX}" + "".join(c if c.isalnum() else "_" for c in run_id.lower())
+
+
+def published_database(spark: Any, target: str = "marts") -> str | None:
+    """The database ``audit.published_run`` names for ``target`` (None before the first publish)."""
+    if POINTER not in _tables(spark, "audit"):
+        return None
+    rows = spark.sql(f"select database_name from audit.{POINTER} where published_schema = '{target}'").collect()
+    return rows[0][0] if rows else None
+
+
+def publish_database(warehouse: Path, key: str, source: str, target: str, run_id: str) -> tuple[str, dict[str, int]]:
+    """Spark's publish (docs/DECISIONS.md D84): copy every table of ``source`` into a new database
+    ``<target>__run_<run id>``, then switch the one-row view ``audit.published_run`` to it (replacing one view is one
+    metastore operation: readers that resolve the database through it see the old or the new run, never a mix);
+    then ``target``'s views are re-pointed to the new copies one by one (``select * from marts.x`` for readers who
+    do not need a consistent set) and copies older than the previous publish are dropped.
+    Returns (the new database, {table: rows})."""
+    spark = session(spark_dir(Path(warehouse)), key)
+    tables = _tables(spark, source)
+    if not tables:
+        raise UlmError(f"Spark database {source} holds no tables; nothing to publish")
+    version = version_database(target, run_id)
+    previous = published_database(spark, target)
+    if version == previous:
+        raise UlmError(f"publish: run {run_id} is already published on Spark as {version}")
+    spark.sql(f"drop database if exists {_q(version)} cascade")
+    spark.sql(f"create database {_q(version)}")
+    counts: dict[str, int] = {}
+    for t in tables:
+        spark.sql(f"create table {_q(version)}.{_q(t)} using parquet as select * from {_q(source)}.{_q(t)}")
+        counts[t] = spark.table(f"{_q(version)}.{_q(t)}").count()
+    spark.sql("create database if not exists audit")
+    spark.sql(f"create or replace view audit.{POINTER} as select '{target}' as published_schema, "
+              f"'{version}' as database_name, '{run_id}' as run_id, "
+              f"cast('{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}' as timestamp) as published_at")
+    spark.sql(f"create database if not exists {_q(target)}")
+    for name, kind in _tables(spark, target).items():
+        if name not in tables or kind != "VIEW":  # gone from the build, or a table left by a prefix-less dbt run
+            spark.sql(f"drop {'view' if kind == 'VIEW' else 'table'} if exists {_q(target)}.{_q(name)}")
+    for t in tables:
+        spark.sql(f"create or replace view {_q(target)}.{_q(t)} as select * from {_q(version)}.{_q(t)}")
+    for db in spark.catalog.listDatabases(f"{target}{VERSION_INFIX}*"):
+        if db.name not in (version, previous) and db.name.startswith(f"{target}{VERSION_INFIX}"):
+            spark.sql(f"drop database if exists {_q(db.name)} cascade")
+    return version, counts
+
+
+def copy_to_duckdb(warehouse: Path, key: str, database: str, duck: Any, target_schema: str,
+                   tables: list[str] | None = None) -> dict[str, int]:
+    """Every table of Spark ``database`` (or ``tables``) into DuckDB ``target_schema`` of the connection ``duck``
+    through Arrow (Spark's ``toArrow()``; types as Spark holds them). Runs in the caller's DuckDB transaction when
+    there is one (each table is dropped and re-created). Returns ``{table: rows}``."""
+    spark = session(spark_dir(Path(warehouse)), key)
+    out: dict[str, int] = {}
+    duck.execute(f'create schema if not exists "{target_schema}"')
+    for t in _tables(spark, database):
+        if tables is not None and t not in tables:
+            continue
+        arrow = spark.table(f"{_q(database)}.{_q(t)}").toArrow()
+        rel = f'"{target_schema}"."{t}"'
+        duck.register("_ulm_spark_copy", arrow)
+        try:
+            duck.execute(f"drop table if exists {rel}")
+            duck.execute(f"create table {rel} as select * from _ulm_spark_copy")
+        finally:
+            duck.unregister("_ulm_spark_copy")
+        out[t] = duck.execute(f"select count(*) from {rel}").fetchall()[0][0]  # fetched to the end: register()
+    return out                                                                   # refuses a pending result
