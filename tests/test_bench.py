@@ -123,3 +123,23 @@ def test_reference_ratio_goal_and_details() -> None:
     assert "| 30m | 300.0 |  | 200.0 | 199.0 | 1.50x |" in details
     # no reference measured: no row, no section
     assert "SQL reference" not in "\n".join(bench.goal_lines(results[2:3]) + bench.detail_lines(results[2:3]))
+
+
+def test_engines_scale_builds_every_target_and_reports_ratios_to_duckdb(tmp_path: Path) -> None:
+    """`--scale engines`: the raw copy and both builds per target (duckdb first), not part of `all`; the report's
+    engine table gives each target's ratio to DuckDB in the same run."""
+    stages = bench._stages("engines", tmp_path, ["ulm"])
+    names = [s[0] for s in stages]
+    for t in ("duckdb", "postgres", "spark"):
+        assert bench.engine_stage(t, "full") in names and bench.engine_stage(t, "incremental day") in names
+    assert "postgres: copy raw" in names and "spark: copy raw" in names and "duckdb: copy raw" not in names
+    spark_full = dict((s[0], s[1]) for s in stages)[bench.engine_stage("spark", "full")]
+    assert spark_full[-3:] == ["--as-of", "2025-12-30", "--full-refresh"] and "--dev" in spark_full
+    dbt = {"model_s": 1.0, "test_s": 1.0, "n_tests": 1, "slowest_models": [["m", 1.0]]}
+    results = [_res("engines", bench.engine_stage("duckdb", "full"), 40, dbt_elapsed_s=30.0, **dbt),
+               _res("engines", bench.engine_stage("duckdb", "incremental day"), 20, dbt_elapsed_s=15.0, **dbt),
+               _res("engines", bench.engine_stage("spark", "full"), 400, dbt_elapsed_s=390.0, **dbt),
+               _res("engines", bench.engine_stage("spark", "incremental day"), 300, dbt_elapsed_s=290.0, **dbt),
+               _res("engines", "spark: copy raw", 12)]
+    text = "\n".join(bench.detail_lines(results))
+    assert "| spark | 12.0 | 400.0 | 390.0 | 300.0 | 290.0 | 10.00x | 15.00x |" in text

@@ -39,6 +39,9 @@ SCALES = {
     # ML at person scale: ulm.ml.synthetic writes the published interface tables directly (a 1M-person warehouse
     # through the whole pipeline would be ~100M events); train on 200k persons, score 1M, BG/NBD fit vs persons
     # scoring population = persons active in the last 90 days: 1.4M persons registered over 120 days give ~1.0M
+    # the same dbt project on DuckDB, PostgreSQL (a private cluster the benchmark starts) and Spark (local session):
+    # full build and one incremental day at ~2M events (issue #15); not part of `all` (Spark takes many minutes)
+    "engines": {"persons": 20_000, "days": 365, "engines": ("duckdb", "postgres", "spark")},
     "ml": {"train_persons": 200_000, "score_persons": 1_400_000, "score_days": 120, "days": 365,
            "bgnbd_sizes": [10_000, 50_000, 100_000, 200_000, 500_000, 1_000_000]},
 }
@@ -146,6 +149,8 @@ def _stages(scale: str, work: Path, ulm: list[str]) -> list[tuple[str, list[str]
     --out file, "scores:<warehouse>" the scored persons, or None)."""
     if scale == "ml":
         return _ml_stages(work, ulm)
+    if scale == "engines":
+        return _engine_stages(work, ulm)
     s = SCALES[scale]
     landing = work / "landing"
     as_of = END_DATE.isoformat()
@@ -214,6 +219,30 @@ def _stages(scale: str, work: Path, ulm: list[str]) -> list[tuple[str, list[str]
     stages += [(f"land {ERASE_REQUESTS} erasure requests", [sys.executable, "-c", land], None),
                ("ingest the requests", ulm + ["ingest", str(landing)], None),
                (ERASE, ulm + ["erase"], None)]
+    return stages
+
+
+def engine_stage(target: str, what: str) -> str:
+    return f"{target}: dbt build ({what})"
+
+
+def _engine_stages(work: Path, ulm: list[str]) -> list[tuple[str, list[str], str | None]]:
+    """Generate and ingest ~2M events once (DuckDB validates and loads on every target), then per target: the raw
+    copy to it, a full developer build as of the day before the last, and the next day incremental (as-of moved by a
+    day, nothing new loaded: the same for each engine)."""
+    s = SCALES["engines"]
+    landing = work / "landing"
+    as_of, day_before = END_DATE.isoformat(), (END_DATE - timedelta(days=1)).isoformat()
+    stages = [("generate", ulm + ["generate", "--out", str(landing), "--persons", str(s["persons"]),
+                                  "--days", str(s["days"]), "--end-date", as_of], None),
+              ("ingest (all days, DuckDB)", ulm + ["ingest", str(landing)], None)]
+    for target in s["engines"]:
+        if target != "duckdb":
+            stages.append((f"{target}: copy raw", ulm + ["ingest", str(landing), "--target", target], None))
+        stages += [(engine_stage(target, "full"), ulm + ["build", "--dev", "--target", target, "--as-of",
+                                                         day_before, "--full-refresh"], "dbt"),
+                   (engine_stage(target, "incremental day"), ulm + ["build", "--dev", "--target", target,
+                                                                    "--as-of", as_of], "dbt")]
     return stages
 
 
@@ -452,7 +481,7 @@ def run_bench(scale: str = "all", out_md: Path | None = None, only: str | None =
     group is re-measured after a change without regenerating and reloading the data.
     """
     out_md = out_md or project_root() / "docs" / "BENCHMARKS.md"
-    scales = list(SCALES) if scale == "all" else [scale]
+    scales = [k for k in SCALES if k != "engines"] if scale == "all" else [scale]
     if only and (workdir is None or len(scales) != 1):
         raise UlmError("bench --only needs one --scale and the --workdir of an earlier run of that scale")
     ulm = [sys.executable, "-m", "ulm.cli"]
@@ -463,7 +492,13 @@ def run_bench(scale: str = "all", out_md: Path | None = None, only: str | None =
         env = dict(os.environ, ULM_WAREHOUSE=str(work / "warehouse.duckdb"), ULM_DATA_DIR=str(work),
                    ULM_PII_KEY=_settings.pii_key() or "benchmark-only-key", **_deploy_env())
         log_file = work / "bench.log"
+        cluster = None
         try:
+            if "postgres" in SCALES[sc].get("engines", ()):  # a private PostgreSQL for the postgres target
+                from ulm.warehouse import postgres
+
+                cluster = postgres.LocalCluster(work / "postgres")
+                env.update(cluster.start().env())
             prefixes = tuple(x.strip() for x in only.split(",") if x.strip()) if only else ()
             stages = [st for st in _stages(sc, work, ulm) if not prefixes or st[0].startswith(prefixes)]
             if not stages:
@@ -495,6 +530,8 @@ def run_bench(scale: str = "all", out_md: Path | None = None, only: str | None =
                     elif r.extra.get("ingest_s") and r.extra.get("events"):  # in-process time of the load
                         r.extra["events_per_s"] = round(r.extra["events"] / r.extra["ingest_s"])
         finally:
+            if cluster is not None:
+                cluster.stop()
             if (work / "deploy" / "run").exists():  # never leave a deployment running behind a failed stage
                 subprocess.run(ulm + ["deploy", "down"], env=env, cwd=project_root(), capture_output=True)
             if not _settings.settings().bench_keep and workdir is None:
@@ -746,6 +783,29 @@ def detail_lines(results: list[dict]) -> list[str]:
             top = ", ".join(f"{n} {t:.1f}" for n, t in e["slowest_models"])
             out.append(f"| {r['scale']} | {r['stage'].removeprefix('dbt build ')} | {r['seconds']:.1f} | "
                        f"{e['dbt_elapsed_s']:.1f} | {e['model_s']:.1f} | {e['test_s']:.1f} ({e['n_tests']}) | {top} |")
+    engines = [t for t in SCALES["engines"]["engines"] if (("engines", engine_stage(t, "full")) in by)]
+    if engines:
+        out += ["", "## Engines: the same project on DuckDB, PostgreSQL and Spark", "",
+                "Scale `engines` (~2M events): one ingest into DuckDB, then per target the raw copy, a full developer "
+                "build (`ulm build --dev --target T --full-refresh`) and the next day (as-of moved, nothing new "
+                "loaded). Wall = the `ulm build` process; ratios against DuckDB in the same run. "
+                "Which engine for which scale: docs/ORCHESTRATION.md#which-engine.", "",
+                "| target | raw copy s | full build wall s | dbt s | incremental day wall s | dbt s | full / DuckDB | "
+                "incremental / DuckDB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        base = {w: by.get(("engines", engine_stage("duckdb", w))) for w in ("full", "incremental day")}
+        for t in engines:
+            full, inc = by.get(("engines", engine_stage(t, "full"))), by.get(("engines", engine_stage(t, "incremental day")))
+            copy = by.get(("engines", f"{t}: copy raw"))
+
+            def cell(r, key="seconds"):
+                v = r["seconds"] if r and key == "seconds" else (r or {}).get("extra", {}).get(key)
+                return f"{v:.1f}" if v is not None else ""
+
+            def ratio(r, b):
+                return f"{r['seconds'] / b['seconds']:.2f}x" if r and b and b["seconds"] else ""
+            out.append(f"| {t} | {cell(copy) if copy else ''} | {cell(full)} | {cell(full, 'dbt_elapsed_s')} | "
+                       f"{cell(inc)} | {cell(inc, 'dbt_elapsed_s')} | {ratio(full, base['full'])} | "
+                       f"{ratio(inc, base['incremental day'])} |")
     dag_scales = [sc for sc in dict.fromkeys(r["scale"] for r in results) if dag_ratio(results, sc)]
     if dag_scales:
         out += ["", "## Orchestration overhead: Airflow vs the same work without it", "",
