@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ulm.core.context import RunContext
 from ulm.core.errors import UlmError
@@ -77,23 +79,8 @@ def _publish_postgres(ctx: RunContext, source_schema: str, target_schema: str, t
 
     cfg = postgres.PgConfig.from_env()
     counts = postgres.publish_schema(cfg, source_schema, target_schema)
-    con = connect(ctx.warehouse)
-    try:
-        ensure_audit_schema(con)
-        with transaction(con):
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(target_schema)}")
-            for name, kind in relations(con, target_schema).items():
-                con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {quote(target_schema)}.{quote(name)}")
-            mirrored = postgres.copy_to_duckdb(cfg, target_schema, con)
-            if mirrored != counts:
-                raise UlmError(f"publish: the DuckDB copy of PostgreSQL {target_schema} differs from what was "
-                               f"published ({sum(mirrored.values())} vs {sum(counts.values())} rows)")
-            con.execute("INSERT INTO audit.publish_log VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [ctx.run_id, ctx.require_as_of(), f"postgres:{source_schema}", target_schema, len(counts),
-                         sum(counts.values()), datetime.now(timezone.utc).replace(tzinfo=None)])
-        snapshot = serving.refresh(con, ctx.data_dir, ctx.as_of, ctx.run_id, reason="publish")
-    finally:
-        con.close()
+    snapshot = _mirror(ctx, f"postgres:{source_schema}", target_schema, counts, f"PostgreSQL {target_schema}",
+                       lambda con: postgres.copy_to_duckdb(cfg, target_schema, con))
     seconds = round(time.perf_counter() - t0, 3)
     log.info("published %d tables (%d rows) from %s to %s on PostgreSQL %s:%s/%s in %.1fs", len(counts),
              sum(counts.values()), source_schema, target_schema, cfg.host, cfg.port, cfg.dbname, seconds)
@@ -109,6 +96,19 @@ def _publish_spark(ctx: RunContext, source_schema: str, target_schema: str, t0: 
 
     key = require_pii_key()
     database, counts = spark.publish_database(ctx.warehouse, key, source_schema, target_schema, ctx.run_id)
+    snapshot = _mirror(ctx, f"spark:{source_schema}", target_schema, counts, f"Spark {database}",
+                       lambda con: spark.copy_to_duckdb(ctx.warehouse, key, database, con, target_schema))
+    seconds = round(time.perf_counter() - t0, 3)
+    log.info("published %d tables (%d rows) from %s to %s on Spark (%s) in %.1fs", len(counts), sum(counts.values()),
+             source_schema, target_schema, database, seconds)
+    return {"tables": len(counts), "rows": sum(counts.values()), "seconds": seconds,
+            "published": sorted(counts), "serving": snapshot, "target": "spark", "database": database}
+
+
+def _mirror(ctx: RunContext, source_label: str, target_schema: str, counts: dict[str, int], what: str,
+            copy: Callable[[Any], dict[str, int]]) -> dict:
+    """In one DuckDB transaction: DuckDB ``target_schema`` := ``copy(con)`` (the marts another engine just published;
+    must equal ``counts``) and the ``audit.publish_log`` row; then the serving snapshot. Returns the snapshot info."""
     con = connect(ctx.warehouse)
     try:
         ensure_audit_schema(con)
@@ -116,21 +116,16 @@ def _publish_spark(ctx: RunContext, source_schema: str, target_schema: str, t0: 
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(target_schema)}")
             for name, kind in relations(con, target_schema).items():
                 con.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {quote(target_schema)}.{quote(name)}")
-            mirrored = spark.copy_to_duckdb(ctx.warehouse, key, database, con, target_schema)
+            mirrored = copy(con)
             if mirrored != counts:
-                raise UlmError(f"publish: the DuckDB copy of Spark {database} differs from what was published "
+                raise UlmError(f"publish: the DuckDB copy of {what} differs from what was published "
                                f"({sum(mirrored.values())} vs {sum(counts.values())} rows)")
             con.execute("INSERT INTO audit.publish_log VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [ctx.run_id, ctx.require_as_of(), f"spark:{source_schema}", target_schema, len(counts),
+                        [ctx.run_id, ctx.require_as_of(), source_label, target_schema, len(counts),
                          sum(counts.values()), datetime.now(timezone.utc).replace(tzinfo=None)])
-        snapshot = serving.refresh(con, ctx.data_dir, ctx.as_of, ctx.run_id, reason="publish")
+        return serving.refresh(con, ctx.data_dir, ctx.as_of, ctx.run_id, reason="publish")
     finally:
         con.close()
-    seconds = round(time.perf_counter() - t0, 3)
-    log.info("published %d tables (%d rows) from %s to %s on Spark (%s) in %.1fs", len(counts), sum(counts.values()),
-             source_schema, target_schema, database, seconds)
-    return {"tables": len(counts), "rows": sum(counts.values()), "seconds": seconds,
-            "published": sorted(counts), "serving": snapshot, "target": "spark", "database": database}
 
 
 def _swap(con, source: dict[str, str], source_schema: str, target_schema: str) -> dict[str, int]:
