@@ -173,7 +173,7 @@ def test_publish_on_spark_switches_the_pointer_and_mirrors_duckdb(built, session
     database = ulm_spark.version_database("marts", ctx.run_id)
     assert out["target"] == "spark" and out["database"] == database and out["tables"] >= 30
     assert ulm_spark.published_database(session, "marts") == database
-    views = {name: kind for name, kind in ulm_spark._tables(session, "marts").items()}
+    views = ulm_spark.relations(session, "marts")
     assert set(views) == set(out["published"]) and set(views.values()) == {"VIEW"}
     with duckdb.connect(str(built), read_only=True) as con:
         for t in engines.duckdb_tables(con, "duck_marts"):
@@ -236,7 +236,7 @@ def test_erasure_holds_on_spark(built, session):
     def mentions() -> dict[str, int]:
         found = {}
         tables = _spark_model_tables(session) + [(s, t, [c.name for c in session.catalog.listColumns(f"{s}.{t}")])
-                                                 for s in ulm_spark.SOURCE_SCHEMAS for t in ulm_spark._tables(session, s)]
+                                                 for s in ulm_spark.SOURCE_SCHEMAS for t in ulm_spark.relations(session, s)]
         ids = ", ".join(f"'{i}'" for i in [user, *persons])
         for db, t, cols in tables:
             for c in cols:

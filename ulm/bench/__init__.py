@@ -792,20 +792,19 @@ def detail_lines(results: list[dict]) -> list[str]:
                 "Which engine for which scale: docs/ORCHESTRATION.md#which-engine.", "",
                 "| target | raw copy s | full build wall s | dbt s | incremental day wall s | dbt s | full / DuckDB | "
                 "incremental / DuckDB |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        def cell(r: dict | None, key: str = "seconds") -> str:
+            v = (r or {}).get(key) if key == "seconds" else (r or {}).get("extra", {}).get(key)
+            return f"{v:.1f}" if v is not None else ""
+
+        def ratio(r: dict | None, b: dict | None) -> str:
+            return f"{r['seconds'] / b['seconds']:.2f}x" if r and b and b["seconds"] else ""
+
         base = {w: by.get(("engines", engine_stage("duckdb", w))) for w in ("full", "incremental day")}
         for t in engines:
-            full, inc = by.get(("engines", engine_stage(t, "full"))), by.get(("engines", engine_stage(t, "incremental day")))
-            copy = by.get(("engines", f"{t}: copy raw"))
-
-            def cell(r, key="seconds"):
-                v = r["seconds"] if r and key == "seconds" else (r or {}).get("extra", {}).get(key)
-                return f"{v:.1f}" if v is not None else ""
-
-            def ratio(r, b):
-                return f"{r['seconds'] / b['seconds']:.2f}x" if r and b and b["seconds"] else ""
-            out.append(f"| {t} | {cell(copy) if copy else ''} | {cell(full)} | {cell(full, 'dbt_elapsed_s')} | "
-                       f"{cell(inc)} | {cell(inc, 'dbt_elapsed_s')} | {ratio(full, base['full'])} | "
-                       f"{ratio(inc, base['incremental day'])} |")
+            full, inc = (by.get(("engines", engine_stage(t, w))) for w in ("full", "incremental day"))
+            out.append(f"| {t} | {cell(by.get(('engines', f'{t}: copy raw')))} | {cell(full)} | "
+                       f"{cell(full, 'dbt_elapsed_s')} | {cell(inc)} | {cell(inc, 'dbt_elapsed_s')} | "
+                       f"{ratio(full, base['full'])} | {ratio(inc, base['incremental day'])} |")
     dag_scales = [sc for sc in dict.fromkeys(r["scale"] for r in results) if dag_ratio(results, sc)]
     if dag_scales:
         out += ["", "## Orchestration overhead: Airflow vs the same work without it", "",

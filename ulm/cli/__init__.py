@@ -75,8 +75,8 @@ _wait_option = click.option(
     help="Seconds to wait for another command holding the warehouse's write lock before giving up.")
 
 
-# what each target runs so far (issue #15): Spark builds, gates, publishes and scores (`ulm build`, `ulm score`);
-# the daily DAG and erasure on Spark are next
+# what each target runs so far (issue #15): Spark builds, gates, publishes, scores and erases (`ulm build`, `ulm
+# score`, `ulm erase`); the daily DAG on Spark is next
 _NO_DAG_TARGETS = {"spark"}
 
 

@@ -432,7 +432,7 @@ def _spark_model_tables(sp) -> list[tuple[str, str, list[str]]]:
     for db in sorted(d.name for d in sp.catalog.listDatabases()):
         if db in spark.SOURCE_SCHEMAS:
             continue
-        for table, kind in spark._tables(sp, db).items():
+        for table, kind in spark.relations(sp, db).items():
             if kind != "VIEW":
                 out.append((db, table, [c.name for c in sp.catalog.listColumns(f"`{db}`.`{table}`")]))
     return out
@@ -465,18 +465,14 @@ def _remove_spark(con, warehouse: Path, key: str) -> dict[str, dict[str, int]]:
     accounts or persons is re-written without them (references nulled) as a new Parquet table that then replaces it
     (Parquet tables have no DELETE); the source copies ``raw``/``ml`` are re-written from ``con``, which sees the
     erasure's own deletes. {request_id: {"spark:db.table": rows}}."""
-    import pandas as pd
-
     from ulm.warehouse import spark
 
     sp = spark.session(spark.spark_dir(Path(warehouse)), key)
     ids = {name: con.execute(f"select request_id, id from {name} where id is not null").fetchall()
            for name in ("_er_acc", "_er_per")}
     lists = {name: sorted({i for _, i in rows}) for name, rows in ids.items()}
-    for name, rows in ids.items():
-        sp.createDataFrame(pd.DataFrame(rows, columns=["request_id", "id"]) if rows else
-                           pd.DataFrame({"request_id": pd.Series(dtype=str), "id": pd.Series(dtype=str)}),
-                           "request_id string, id string").createOrReplaceTempView(name)
+    for name, rows in ids.items():  # the same temp tables on Spark, to count removed rows per request
+        sp.createDataFrame(rows, "request_id string, id string").createOrReplaceTempView(name)
     removed: dict[str, dict[str, int]] = {}
     for db, table, cols in _spark_model_tables(sp):
         owners = [c for c in cols if c in OWNER_ACCOUNT + OWNER_PERSON]

@@ -204,7 +204,7 @@ def compare_schema(duck: Any, spark: Any, schema: str, rel_tol: float | None = N
 
 # ------------------------------------------------------------------------------------------ gates and publish
 
-def _tables(spark: Any, schema: str) -> dict[str, str]:
+def relations(spark: Any, schema: str) -> dict[str, str]:
     """{name: 'VIEW' | 'MANAGED' | 'EXTERNAL'} of the (non-temporary) tables and views of Spark database ``schema``;
     {} when it does not exist."""
     if not spark.catalog.databaseExists(schema):
@@ -234,7 +234,7 @@ class Reader:
 
     def tables(self, schema: str) -> dict[str, set[str]]:
         return {t: {c.name for c in self.spark.catalog.listColumns(f"{_q(schema)}.{_q(t)}")}
-                for t in _tables(self.spark, schema)}
+                for t in relations(self.spark, schema)}
 
     def close(self) -> None:
         pass  # the session belongs to the process (its JVM serves dbt and the other steps too)
@@ -259,7 +259,7 @@ def version_database(target: str, run_id: str) -> str:
 
 def published_database(spark: Any, target: str = "marts") -> str | None:
     """The database ``audit.published_run`` names for ``target`` (None before the first publish)."""
-    if POINTER not in _tables(spark, "audit"):
+    if POINTER not in relations(spark, "audit"):
         return None
     rows = spark.sql(f"select database_name from audit.{POINTER} where published_schema = '{target}'").collect()
     return rows[0][0] if rows else None
@@ -273,7 +273,7 @@ def publish_database(warehouse: Path, key: str, source: str, target: str, run_id
     do not need a consistent set) and copies older than the previous publish are dropped.
     Returns (the new database, {table: rows})."""
     spark = session(spark_dir(Path(warehouse)), key)
-    tables = _tables(spark, source)
+    tables = relations(spark, source)
     if not tables:
         raise UlmError(f"Spark database {source} holds no tables; nothing to publish")
     version = version_database(target, run_id)
@@ -291,7 +291,7 @@ def publish_database(warehouse: Path, key: str, source: str, target: str, run_id
               f"'{version}' as database_name, '{run_id}' as run_id, "
               f"cast('{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}' as timestamp) as published_at")
     spark.sql(f"create database if not exists {_q(target)}")
-    for name, kind in _tables(spark, target).items():
+    for name, kind in relations(spark, target).items():
         if name not in tables or kind != "VIEW":  # gone from the build, or a table left by a prefix-less dbt run
             spark.sql(f"drop {'view' if kind == 'VIEW' else 'table'} if exists {_q(target)}.{_q(name)}")
     for t in tables:
@@ -310,7 +310,7 @@ def copy_to_duckdb(warehouse: Path, key: str, database: str, duck: Any, target_s
     spark = session(spark_dir(Path(warehouse)), key)
     out: dict[str, int] = {}
     duck.execute(f'create schema if not exists "{target_schema}"')
-    for t in _tables(spark, database):
+    for t in relations(spark, database):
         if tables is not None and t not in tables:
             continue
         arrow = spark.table(f"{_q(database)}.{_q(t)}").toArrow()
