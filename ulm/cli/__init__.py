@@ -267,11 +267,11 @@ def demo(ctx, persons, days, seed, defects, regenerate):
 
 
 @main.command()
-@click.option("--scale", type=click.Choice(["tiny", "small", "10m", "ml", "engines", "all"]), default="all",
+@click.option("--scale", type=click.Choice(["tiny", "small", "10m", "30m", "100m", "ml", "engines", "all"]), default="all",
               show_default=True,
               help="tiny = 300 persons (fixed cost of a dbt build), small = ~20k persons, 10m = ~10M events (each: generate -> ingest -> dbt -> Airflow DAG -> "
                    "train -> score); ml = train on 200k and score 1M synthetic persons, BG/NBD fit time vs persons; engines = ~2M events built on DuckDB, PostgreSQL "
-                   "(a private cluster) and Spark (not in all).")
+                   "(a private cluster) and Spark; 30m / 100m = ~30M / ~100M events through generate, ingest, dbt, train, score, erase (none of the three in all).")
 @click.option("--out", "out_md", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown report (default docs/BENCHMARKS.md; JSON next to it).")
 @click.option("--only", default=None, help="Only the stages whose name starts with this, or with one of several "
