@@ -143,3 +143,32 @@ def test_engines_scale_builds_every_target_and_reports_ratios_to_duckdb(tmp_path
                _res("engines", "spark: copy raw", 12)]
     text = "\n".join(bench.detail_lines(results))
     assert "| spark | 12.0 | 400.0 | 390.0 | 300.0 | 290.0 | 10.00x | 15.00x |" in text
+
+
+def test_100m_scale_goals_and_growth_chart(tmp_path: Path) -> None:
+    """`--scale 100m`: no Airflow, one full build, train / score / erase; the goal rows say met or missed (the
+    plain-DuckDB yardsticks do not count for peak RSS) and the log-log chart is drawn over the scales measured."""
+    names = [name for name, _, _ in bench._stages("100m", tmp_path, ["ulm"])]
+    assert bench.DBT_FULL not in names and not any(n.startswith(("Airflow", "no Airflow")) for n in names)
+    assert names.index(bench.DBT_FULL_BEFORE) < names.index(bench.DBT_INC) < names.index(bench.REF_SQL)
+    assert {bench.ML_TRAIN, "score all persons", bench.ERASE} <= set(names)
+    assert {"30m", "100m"} <= set(bench.NOT_IN_ALL) and "100m" in bench.SCALES
+    big = dict(_res("100m", bench.INGEST_REF, 50), peak_rss_mb=30_000.0)  # the yardstick: not a ULM stage
+    results = [
+        _res("100m", bench.DBT_FULL_BEFORE, 500), _res("100m", bench.DBT_INC, 80),
+        dict(_res("100m", bench.ML_TRAIN, 700), peak_rss_mb=9000.0), big,
+        _res("100m", "score all persons", 20, persons_scored=500_000),
+        _res("ml", bench.ML_BGNBD, 90, sizes=[{"persons": 1_000_000, "bgnbd_seconds": 10.0, "gg_seconds": 8.0}]),
+        _res("10m", bench.DBT_FULL_BEFORE, 60), _res("10m", bench.DBT_INC, 30),
+    ]
+    text = "\n".join(bench.goal_lines(results))
+    assert "| full dbt build at 100M events <= 10 min | 8.3 min | yes |" in text
+    assert "| one incremental day <= 10% of the full build (100m) | 16% (80 s) | **no** |" in text
+    assert "8.8 GB (train churn + LTV (MLflow, registry)) | yes |" in text
+    assert "| 11.7 min, 8.8 GB | **no** |" in text
+    assert "20 s for 500,000 persons (40 s per 1M) | **no** |" in text
+    assert "| BG/NBD + Gamma-Gamma on 1M persons <= 30 s (ml scale) | 18.0 s | yes |" in text
+    report = {"results": results, "row_counts": {"10m": {"events": 10_000_000}, "100m": {"events": 100_000_000}}}
+    assert bench.growth_chart(report, tmp_path / "g.png") == ["10m", "100m"]
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    assert bench.growth_chart({"results": results, "row_counts": {"10m": {"events": 1}}}, tmp_path / "h.png") == []

@@ -634,9 +634,59 @@ def write_report(report: dict, out_md: Path) -> None:
         lines.append(f"| {r['scale']} | {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {thr} | "
                      f"{'yes' if r['ok'] else 'NO: ' + r['detail']} |")
     lines += ["", "## Goals (from the issues) vs measured", ""] + goal_lines(report["results"])
+    chart = growth_chart(report, out_md.parent / GROWTH_PNG)
+    if chart:
+        lines += ["", "## Growth: seconds vs events, per stage", "",
+                  f"Log-log, one line per stage over the scales {', '.join(chart)} (same stages, the events of each "
+                  "scale's warehouse). A slope of 1 is linear growth; a flat line is a fixed cost.", "",
+                  f"![seconds vs events per stage]({GROWTH_PNG})"]
     lines += detail_lines(report["results"])
     out_md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     log.info("benchmark report written to %s", out_md)
+
+
+GROWTH_PNG = "benchmarks_growth.png"
+GROWTH_SCALES = ("small", "10m", "30m", "100m")
+# (label, stage): what grows with the data; the full build is the one of every day but the last (every scale has it)
+GROWTH_STAGES = (("generate", "generate"), ("first ingest", INGEST_FIRST), ("daily ingest", INGEST_DAILY),
+                 ("full dbt build", DBT_FULL_BEFORE), ("incremental day", DBT_INC),
+                 ("SQL reference", REF_SQL), ("train", ML_TRAIN), ("score", "score all persons"), ("erase 100", ERASE))
+
+
+def growth_chart(report: dict, png: Path) -> list[str]:
+    """A log-log chart of wall seconds vs events per stage over the scales measured (at least two); returns the
+    scales drawn (none: no chart written)."""
+    by = _by(report["results"])
+    events = {sc: report.get("row_counts", {}).get(sc, {}).get("events") for sc in GROWTH_SCALES}
+    scales = [sc for sc in GROWTH_SCALES if events.get(sc) and any((sc, st) in by for _, st in GROWTH_STAGES)]
+    if len(scales) < 2:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    for label, stage in GROWTH_STAGES:
+        pts = [(events[sc], by[(sc, stage)]["seconds"]) for sc in scales if (sc, stage) in by]
+        if len(pts) >= 2:
+            ax.plot(*zip(*pts), marker="o", label=label)
+    full = [(events[sc], by[(sc, DBT_FULL_BEFORE)]["seconds"]) for sc in scales if (sc, DBT_FULL_BEFORE) in by]
+    if full:  # what linear growth from the smallest full build would look like
+        (x0, y0), x1 = full[0], events[scales[-1]]
+        ax.plot([x0, x1], [y0, y0 * x1 / x0], linestyle="--", color="grey", linewidth=1,
+                label="linear from the first full build")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("events in the warehouse")
+    ax.set_ylabel("wall seconds (log)")
+    ax.set_title("ulm bench: seconds vs events per stage (" + ", ".join(scales) + ")")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return scales
 
 
 def goal_lines(results: list[dict]) -> list[str]:
