@@ -146,23 +146,24 @@ def test_engines_scale_builds_every_target_and_reports_ratios_to_duckdb(tmp_path
 
 
 def test_100m_scale_goals_and_growth_chart(tmp_path: Path) -> None:
-    """`--scale 100m`: no Airflow, one full build, train / score / erase; the goal rows say met or missed (the
+    """`--scale 100m`: no Airflow, two production builds (full, then the last day), train / score / erase; the goal rows say met or missed (the
     plain-DuckDB yardsticks do not count for peak RSS) and the log-log chart is drawn over the scales measured."""
     names = [name for name, _, _ in bench._stages("100m", tmp_path, ["ulm"])]
-    assert bench.DBT_FULL not in names and not any(n.startswith(("Airflow", "no Airflow")) for n in names)
-    assert names.index(bench.DBT_FULL_BEFORE) < names.index(bench.DBT_INC) < names.index(bench.REF_SQL)
+    assert not any(n.startswith(("dbt build", "Airflow", "no Airflow")) for n in names)
+    assert names.index(bench.BIG_FULL) < names.index(bench.BIG_INC) < names.index(bench.REF_SQL)
     assert {bench.ML_TRAIN, "score all persons", bench.ERASE} <= set(names)
     assert {"30m", "100m"} <= set(bench.NOT_IN_ALL) and "100m" in bench.SCALES
     big = dict(_res("100m", bench.INGEST_REF, 50), peak_rss_mb=30_000.0)  # the yardstick: not a ULM stage
     results = [
-        _res("100m", bench.DBT_FULL_BEFORE, 500), _res("100m", bench.DBT_INC, 80),
+        _res("100m", bench.BIG_FULL, 500), _res("100m", bench.BIG_INC, 80), _res("100m", bench.REF_SQL, 250),
         dict(_res("100m", bench.ML_TRAIN, 700), peak_rss_mb=9000.0), big,
         _res("100m", "score all persons", 20, persons_scored=500_000),
         _res("ml", bench.ML_BGNBD, 90, sizes=[{"persons": 1_000_000, "bgnbd_seconds": 10.0, "gg_seconds": 8.0}]),
         _res("10m", bench.DBT_FULL_BEFORE, 60), _res("10m", bench.DBT_INC, 30),
     ]
     text = "\n".join(bench.goal_lines(results))
-    assert "| full dbt build at 100M events <= 10 min | 8.3 min | yes |" in text
+    assert "| full build at 100M events <= 10 min (`ulm build`: dbt, gates, publish) | 8.3 min | yes |" in text
+    assert "full dbt build / hand-written SQL reference at scale 100m: 2.00x" in text
     assert "| one incremental day <= 10% of the full build (100m) | 16% (80 s) | **no** |" in text
     assert "8.8 GB (train churn + LTV (MLflow, registry)) | yes |" in text
     assert "| 11.7 min, 8.8 GB | **no** |" in text

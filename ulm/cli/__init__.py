@@ -125,6 +125,11 @@ def main(ctx: click.Context, warehouse: Path | None, verbose: bool) -> None:
     train and score models with MLflow. Start with `make demo`, or `ulm COMMAND --help`.
     """
     _setup_logging(verbose)
+    try:  # a malformed ULM_* setting is one line, before any command (they all read the settings)
+        _settings.settings()
+    except UlmError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
     ctx.obj = {"warehouse": (warehouse or _settings.warehouse_path()).resolve()}
 
 

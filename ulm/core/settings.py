@@ -38,6 +38,8 @@ ENV_VARS: dict[str, str] = {
                            "old PII key before `ulm rotate-key` (docs/PRIVACY.md#key-rotation)",
     "ULM_PARAMS": "JSON object overriding parameters of vars.ulm, read by Python and dbt alike",
     "ULM_DBT_THREADS": "dbt threads (default 2)",
+    "ULM_DUCKDB_MEMORY_LIMIT": "DuckDB memory_limit of every warehouse connection and of dbt: a size (12GB) or a "
+                               "share of RAM (default 50%); beyond it DuckDB spills to disk (docs/PERFORMANCE.md)",
     "ULM_DBT_EXECUTION_MODE": "dbt in the daily DAG: build (default: one task, per-model Asset events), watcher (Cosmos: a sensor task per model) or local",
     "ULM_DBT_INVOCATION_MODE": "how Cosmos calls dbt: subprocess (default) or dbt_runner",
     "ULM_DAG_START_DATE": "start date of the DAGs (default 2025-01-01)",
@@ -94,6 +96,17 @@ def _int(name: str, default: int) -> int:
         raise UlmError(f"environment variable {name}={raw!r}: not a whole number") from None
 
 
+DEFAULT_DUCKDB_MEMORY_LIMIT = "50%"
+_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(%|[kmgt]i?b|b)$", re.IGNORECASE)
+
+
+def _memory_limit(raw: str) -> str:
+    if not _MEMORY_LIMIT.match(raw) or (raw.endswith("%") and not 0 < float(raw[:-1]) <= 100):
+        raise UlmError(f"environment variable ULM_DUCKDB_MEMORY_LIMIT={raw!r}: use a size such as 12GB or a share "
+                       f"of RAM such as 50%")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Deployment settings from the environment (see :data:`ENV_VARS`)."""
@@ -117,6 +130,7 @@ class Settings:
     task_events: Path | None
     mlflow_tracking_uri: str | None
     celery_queue: str = "default"
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -165,6 +179,8 @@ def settings() -> Settings:
         sequential_tasks=_flag("ULM_SEQUENTIAL_TASKS"), task_events=Path(events) if events else None,
         mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
         celery_queue=_queue(_env("ULM_CELERY_QUEUE", "default") or "default"),
+        duckdb_memory_limit=_memory_limit(_env("ULM_DUCKDB_MEMORY_LIMIT", DEFAULT_DUCKDB_MEMORY_LIMIT)
+                                          or DEFAULT_DUCKDB_MEMORY_LIMIT),
     )
 
 
