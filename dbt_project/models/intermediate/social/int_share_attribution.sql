@@ -20,12 +20,11 @@
 -- deletes the rows of persons int_identity_changes names (a link whose sharer was erased may vanish) and, on a
 -- backfill (as_of before the previous build's), every row. A link no new event touches keeps its rows: its sharer,
 -- share events and the first events of the persons it brought in are unchanged.
+{#- the events are named in each place, not through a CTE: a CTE named more than once is materialized whole by DuckDB
+    (and Postgres), which copied all events before the incremental branches' filters applied -#}
+{%- set events = "(select person_id, user_id, event_id, event_ts, event_date, event_type, share_id, _loaded_at from "
+    ~ ref('int_events') ~ ")" %}
 with
-
-events as (
-    select person_id, user_id, event_id, event_ts, event_date, event_type, share_id, _loaded_at
-    from {{ ref('int_events') }}
-),
 
 persons as (
     select person_id, registered_date from {{ ref('int_persons') }}
@@ -33,7 +32,7 @@ persons as (
 
 {% if is_incremental() %}
 new_events as (
-    select person_id, share_id from events
+    select person_id, share_id from {{ events }} as ev
     where event_date > (select coalesce(max(_as_of), cast('1900-01-01' as date)) from {{ this }})
        or _loaded_at > (select coalesce(max(_max_loaded_at), cast('1900-01-01' as timestamp)) from {{ this }})
 ),
@@ -51,7 +50,7 @@ changed_shares as (
     union
     select share_id from {{ this }} where sharer_person_id in (select person_id from {{ ref('int_identity_changes') }})
     union
-    select e.share_id from events as e
+    select e.share_id from {{ events }} as e
     where e.share_id is not null
       and e.user_id in (select user_id from {{ ref('int_identity') }}
                         where person_id in (select person_id from changed_persons))
@@ -59,7 +58,7 @@ changed_shares as (
 
 -- persons whose first event may carry a changed link: every person with an event carrying one
 candidate_persons as (
-    select distinct person_id from events where share_id in (select share_id from changed_shares)
+    select distinct person_id from {{ events }} as ev where share_id in (select share_id from changed_shares)
 ),
 {% endif %}
 
@@ -69,7 +68,7 @@ shares as (
         {{ arg_min('person_id', 'event_ts') }} as sharer_person_id,
         min(event_date) as share_date,
         cast(count(*) as integer) as n_share_events
-    from events
+    from {{ events }} as ev
     where event_type = 'share' and share_id is not null
     {%- if is_incremental() %}
       and share_id in (select share_id from changed_shares)
@@ -82,7 +81,7 @@ first_events as (
         person_id,
         {{ arg_min('share_id', '(event_ts, event_id)') }} as share_id,
         min(event_date) as first_event_date
-    from events
+    from {{ events }} as ev
     {%- if is_incremental() %}
     where user_id in (select user_id from {{ ref('int_identity') }}
                       where person_id in (select person_id from candidate_persons))
