@@ -167,7 +167,7 @@ def test_100m_scale_goals_and_growth_chart(tmp_path: Path) -> None:
     assert "| one incremental day <= 10% of the full build (100m) | 16% (80 s) | **no** |" in text
     assert "8.8 GB (train churn + LTV (MLflow, registry)) | yes |" in text
     assert "| 11.7 min, 8.8 GB | **no** |" in text
-    assert "20 s for 500,000 persons (40 s per 1M) | **no** |" in text
+    assert "(100m: its scoring population, 500,000 persons; 1M synthetic persons: the ml scale) | 20 s | yes |" in text
     assert "| BG/NBD + Gamma-Gamma on 1M persons <= 30 s (ml scale) | 18.0 s | yes |" in text
     report = {"results": results, "row_counts": {"10m": {"events": 10_000_000}, "100m": {"events": 100_000_000}}}
     assert bench.growth_chart(report, tmp_path / "g.png") == ["10m", "100m"]
