@@ -159,6 +159,8 @@ def test_great_expectations_imports_where_main_has_no_file() -> None:
 def test_duckdb_memory_limit_reaches_every_connection_and_dbt(tmp_path, monkeypatch) -> None:
     """ULM_DUCKDB_MEMORY_LIMIT (default 50% of RAM, below DuckDB's own 80%) is set on every warehouse connection,
     dbt's profile reads the same variable, and a malformed value is a one-line error naming the variable."""
+    import duckdb
+
     from ulm.core.errors import UlmError
     from ulm.warehouse.connection import connect, connect_read_only
 
@@ -170,7 +172,7 @@ def test_duckdb_memory_limit_reaches_every_connection_and_dbt(tmp_path, monkeypa
     monkeypatch.delenv("ULM_DUCKDB_MEMORY_LIMIT")
     with connect_read_only(wh) as ro:
         half = ro.execute("select current_setting('memory_limit')").fetchone()[0]
-    with __import__("duckdb").connect() as plain:  # DuckDB's default: 80% of RAM
+    with duckdb.connect() as plain:  # DuckDB's default: 80% of RAM
         assert plain.execute("select current_setting('memory_limit')").fetchone()[0] != half
     assert "env_var('ULM_DUCKDB_MEMORY_LIMIT', '50%')" in (ROOT / "dbt_project/profiles.yml").read_text()
     for bad in ("lots", "0%", "150%"):
