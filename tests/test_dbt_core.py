@@ -173,9 +173,18 @@ def _late_events(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return late
 
 
+def _repeated_late_event(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """A second raw row for the first late event's key, loaded after it with other content: raw written by other
+    means than the loader (which keeps keys unique). stg_events keeps the first loaded row of such a key."""
+    first = _late_events(frames).head(1)
+    return first.assign(event_type="app_open" if first.event_type.iloc[0] != "app_open" else "search",
+                        share_id=None, community_id=None)
+
+
 MERGE_DAY = AS_OF - timedelta(days=2)  # an incremental day of the incremental test
 MERGE_LOADED_AT = datetime(2025, 5, 23, 6)
 LATE_LOADED_AT = datetime(2025, 5, 25, 6)  # after every other load: the loader stamps _loaded_at in load order
+REPEAT_LOADED_AT = LATE_LOADED_AT + timedelta(hours=1)
 
 
 def _merge_account(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -235,6 +244,7 @@ def full_wh(raw_frames, tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]
     wh = tmp_path_factory.mktemp("dbtcore_full") / "wh.duckdb"
     shutil.copy(raw_path, wh)
     _append(wh, "events", _late_events(frames), LATE_LOADED_AT)
+    _append(wh, "events", _repeated_late_event(frames), REPEAT_LOADED_AT, load_id="load-repeat")
     _append_merge(wh, _merge_account(frames))
     result = run_dbt(RunContext.create(as_of=AS_OF, warehouse=wh), "run", select=CORE_MARTS, progress=False)
     assert result["success"] and result["model_timings"]
@@ -252,10 +262,13 @@ def _tables(con: duckdb.DuckDBPyConnection, catalog: str, schemas: tuple[str, ..
 
 # ------------------------------------------------------------------------------------------- incremental
 def _activity_branches(wh: Path) -> set[str]:
-    """The optional branches in the SQL int_person_daily_activity ran in the last build of `wh`."""
+    """The optional branches in the SQL int_person_daily_activity and stg_events ran in the last build of `wh`."""
     target, _ = dbt_dirs(wh)
-    sql = (target / "compiled" / "ulm" / "models" / "intermediate" / "activity" / "int_person_daily_activity.sql").read_text()
-    return {name for name in ("late_days", "changed_accounts") if f"{name} as (" in sql}
+    compiled = target / "compiled" / "ulm" / "models"
+    sql = (compiled / "intermediate" / "activity" / "int_person_daily_activity.sql").read_text()
+    staging = (compiled / "staging" / "stg_events.sql").read_text()
+    return ({name for name in ("late_days", "changed_accounts") if f"{name} as (" in sql}
+            | ({"repeated_keys"} if "repeated_keys as (" in staging else set()))
 
 
 def test_daily_incremental_runs_equal_full_build(full_wh, raw_frames, tmp_path):
@@ -276,12 +289,16 @@ def test_daily_incremental_runs_equal_full_build(full_wh, raw_frames, tmp_path):
             _append_merge(inc, merge)
         if i == INCREMENTAL_DAYS:  # late rows for an old business day arrive just before the last daily run
             _append(inc, "events", _late_events(frames), LATE_LOADED_AT)
+            _append(inc, "events", _repeated_late_event(frames), REPEAT_LOADED_AT, load_id="load-repeat")
         run_dbt(RunContext.create(as_of=first + timedelta(days=i), warehouse=inc), "run", select=CORE_MARTS, progress=False)
         branches[i] = _activity_branches(inc)
     # int_person_daily_activity reads its late / identity branches only on the days such rows arrived
     merge_i = (MERGE_DAY - first).days
     assert "changed_accounts" in branches[merge_i] and "late_days" in branches[INCREMENTAL_DAYS]
     assert all("late_days" not in branches[i] for i in branches if i != INCREMENTAL_DAYS), branches
+    # stg_events deduplicates only on the day a key arrived on a second raw row (D94)
+    assert "repeated_keys" in branches[INCREMENTAL_DAYS]
+    assert all("repeated_keys" not in branches[i] for i in branches if i != INCREMENTAL_DAYS), branches
     assert any(not b for b in branches.values()), branches  # a quiet day reads the day window only
 
     con = duckdb.connect()
@@ -307,6 +324,10 @@ def test_daily_incremental_runs_equal_full_build(full_wh, raw_frames, tmp_path):
     # (intermediate.int_events is a view naming the file's own catalog: count the late rows in its table)
     n_late = con.execute("select count(*) from i.staging.stg_events where event_id like 'late-%'").fetchone()[0]
     assert n_late == 40
+    repeated = _repeated_late_event(frames).event_id.iloc[0]
+    for db in ("f", "i"):  # the key's first loaded row, once, in both builds
+        kept = con.execute(f"select event_type from {db}.staging.stg_events where event_id = ?", [repeated]).fetchall()
+        assert kept == [(_late_events(frames).event_type.iloc[0],)], (db, kept)
     assert checked >= 20
     # the merge happened on the incremental day: the two persons are one, with the new account's event and order
     merged = con.execute("select count(distinct person_id), count(*) from i.intermediate.int_identity "

@@ -10,6 +10,14 @@
 -- since the previous build. Carries only the columns later layers read (int_events); session_id, category and
 -- properties stay in raw.events. The loader keeps event_id unique in raw (ulm/ingest/batch.py), so only keys seen
 -- on more than one raw row (raw written by other means) go through the first-row dedup; every other row passes as is.
+-- Whether any key repeats is probed once, when the model compiles (query_any, over the raw rows this run reads): on
+-- the usual run none does and the rows pass straight through. A dedup branch in the query itself made DuckDB
+-- materialize every windowed row for its three readers (about 70 s of 290 s at 100M events, docs/DECISIONS.md D94).
+{%- set has_repeats = query_any(
+    "select event_id from " ~ source('raw', 'events')
+    ~ " where event_ts < " ~ business_day_start_utc(add_days(as_of_date(), 1))
+    ~ " and " ~ incremental_raw_prefilter('event_ts', 'event_date', '_loaded_at')
+    ~ " group by event_id having count(*) > 1") %}
 with
 
 events as (
@@ -39,6 +47,7 @@ windowed as (
       and {{ incremental_window('event_date', '_loaded_at') }}
 ),
 
+{%- if has_repeats %}
 repeated_keys as (
     select event_id from windowed group by event_id having count(*) > 1
 ),
@@ -53,6 +62,11 @@ deduplicated as (
         {{ first_row_per('event_id', '_loaded_at, _load_id, _source_file') }}
     ) as first_rows
 ),
+{%- else %}
+deduplicated as (
+    select * from windowed
+),
+{%- endif %}
 
 final as (
     select
