@@ -216,3 +216,22 @@ def test_third_party_warnings_go_to_the_debug_log(caplog, recwarn):
         "UserWarning in /x/.venv/lib/python3.11/site-packages/mlflow/types/utils.py:1: Hint: integer column"]
     assert [str(w.message) for w in recwarn] == ["ours"]  # ULM's own warnings still surface
     assert logging.getLogger("mlflow").level == level  # restored
+
+
+def test_requirement_mismatches_name_only_the_packages_the_pickle_depends_on():
+    from ulm.ml.score import requirement_mismatches
+
+    installed = {"lightgbm": "4.6.0", "scikit-learn": "1.7.2", "numpy": "2.3.4", "pandas": "3.0.0"}.get
+
+    def version(name):
+        if installed(name) is None:
+            import importlib.metadata
+
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed(name)
+
+    reqs = ("mlflow==3.17.0\nlightgbm==4.6.0\nscikit_learn==1.6.1\nnumpy==2.3.4 ; python_version >= '3.11'\n"
+            "cloudpickle==3.1.1\npandas>=2\n")
+    assert requirement_mismatches(reqs, version) == ["mlflow==3.17.0 (installed none)",
+                                                     "scikit-learn==1.6.1 (installed 1.7.2)"]
+    assert requirement_mismatches("lightgbm==4.6.0\n", version) == []

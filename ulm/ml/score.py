@@ -12,6 +12,7 @@ Drift: PSI of the score and the model's top features, training snapshots vs scor
 """
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import time
 from datetime import date
@@ -37,14 +38,47 @@ log = logging.getLogger("ulm.ml.score")
 DRIFT_REFERENCE_ROWS = 50_000
 
 
+# the packages a champion's pickle depends on: checked against the model's requirements.txt on load
+CHECKED_PACKAGES = ("lightgbm", "scikit-learn", "numpy", "pandas", "mlflow")
+
+
+def requirement_mismatches(requirements: str, installed=importlib.metadata.version) -> list[str]:
+    """``name==pinned (installed X)`` for each of ``CHECKED_PACKAGES`` pinned in a model's requirements.txt at
+    another version than installed here (a model trained in another environment may unpickle or predict
+    differently)."""
+    found = []
+    for line in requirements.splitlines():
+        name, sep, pinned = line.split(";")[0].strip().partition("==")
+        key = name.split("[")[0].strip().lower().replace("_", "-")
+        if not sep or key not in CHECKED_PACKAGES:
+            continue
+        try:
+            have = installed(key)
+        except importlib.metadata.PackageNotFoundError:
+            have = "none"
+        if have != pinned.strip():
+            found.append(f"{key}=={pinned.strip()} (installed {have})")
+    return found
+
+
 def load_champion(task: str) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
+    """The ``@champion`` of ``task`` and its version. MLflow's own dependency check on load (every requirement
+    against every installed distribution, ~1 s a model) is replaced by a check of the few packages the pickle
+    depends on (``requirement_mismatches``), logged as a warning."""
     name = tracking.MODEL_NAMES[task]
     client = mlflow.MlflowClient()
     try:
         version = str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException as exc:
         raise UlmError(f"model registry: {name} has no @champion (rule: run `ulm train` first)") from exc
-    return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}"), version
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    requirements = local / "requirements.txt"
+    if requirements.exists():
+        mismatches = requirement_mismatches(requirements.read_text())
+        if mismatches:
+            log.warning("%s v%s was trained with other package versions: %s (retrain with `ulm train` to match)",
+                        name, version, ", ".join(mismatches))
+    return mlflow.pyfunc.load_model(str(local), suppress_warnings=True), version
 
 
 def _reference(con: duckdb.DuckDBPyConnection, cutoffs: list[str]) -> pd.DataFrame:
@@ -116,8 +150,11 @@ def score(as_of: date, warehouse: Path, truth_dir: Path | None = None, target: s
         with features.published_marts(con, target, warehouse) as marts:
             frame = features.normalize_types(features.snapshot(marts, as_of))
             unscored = features.unscored_reasons(marts, as_of)
-        ref_churn = _reference(con, churn_model.unwrap_python_model().train_cutoffs)
-        ref_ltv = _reference(con, ltv_model.unwrap_python_model().train_cutoffs)
+        churn_cutoffs = churn_model.unwrap_python_model().train_cutoffs
+        ltv_cutoffs = ltv_model.unwrap_python_model().train_cutoffs
+        ref_churn = _reference(con, churn_cutoffs)
+        # both champions of one `ulm train` share their cutoffs: one sample serves both
+        ref_ltv = ref_churn if sorted(ltv_cutoffs) == sorted(churn_cutoffs) else _reference(con, ltv_cutoffs)
     t_features = time.perf_counter() - start
     # the unwrapped model skips MLflow's per-call schema check (the frame comes from the same snapshot SQL)
     churn = churn_model.unwrap_python_model().predict_frame(frame)
