@@ -89,7 +89,32 @@ def _kill_at(data: Path, marker: str, delay: float, *args: str) -> str:
         time.sleep(0.5)
     left = [(p.pid, " ".join(p.cmdline())[:120]) for p in _ours(data)]
     assert left == [], f"processes left behind after kill -9 at {marker!r}: {left}"
+    holder = _writer_still_holding(data / "warehouse.duckdb", time.monotonic() + 30)
+    assert holder is None, f"the warehouse is still locked after kill -9 at {marker!r}: {holder}"
     return log.read_text(errors="replace")
+
+
+def _writer_still_holding(wh: Path, deadline: float) -> str | None:
+    """None once no process holds ``wh``'s lock, else what holds it at ``deadline``.
+
+    A killed process leaves ``_ours`` before it lets go of its files: the kernel tears down its memory (and with it
+    the environment that ``_ours`` reads) before it closes its file descriptors, and a loaded machine
+    can take a moment between the two. Its lock is what a rerun waits for, so wait for the lock as well."""
+    while True:
+        try:
+            duckdb.connect(str(wh), read_only=True).close()
+            return None
+        except duckdb.IOException as exc:
+            if time.monotonic() > deadline:
+                pid = next((int(w) for w in str(exc).replace(")", " ").split() if w.isdigit()), None)
+                if pid is None:
+                    return str(exc)
+                try:
+                    proc = psutil.Process(pid)
+                    return f"{exc} | pid {pid}: {proc.status()} {' '.join(proc.cmdline())[:120]}"
+                except psutil.Error:
+                    return str(exc)
+            time.sleep(0.5)
 
 
 def _state(wh: Path) -> dict[str, str]:
