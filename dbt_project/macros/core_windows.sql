@@ -10,6 +10,15 @@
     Emits CTEs `<name>_deltas(day_num, delta_persons, delta_value)`; a cumulative sum over a day spine gives
     the count per day.
 
+  presence_deltas(prefix, source, windows)
+    The special case `roll_value >= 1` of a count (a person is in the window on day d when it has a source day in
+    (d - w, d]), for several window lengths from one pass: the person's runs of days in the window start on a
+    source day more than w days after the previous one (+1) and end w days after a source day followed by none
+    within w days (-1). One lag/lead window over `source` (unique person_id, day_num) instead of a union, a range
+    window and a lag per window length. Emits `<prefix>_gaps` and, for each `name: w` of `windows`,
+    `<name>_deltas(day_num, delta_persons, delta_value = 0)`, the same as rolling_person_deltas(name, source, w,
+    'roll_value >= 1') per day.
+
   day_num(date) / from_day_num(n): integer day numbers for RANGE windows.
 -#}
 
@@ -66,4 +75,27 @@
     group by day_num
     having sum(dq) <> 0 or sum(dqv) <> 0
 )
+{%- endmacro %}
+
+{% macro presence_deltas(prefix, source, windows) -%}
+{{ prefix }}_gaps as (
+    select
+        day_num,
+        day_num - (lag(day_num) over person_days) as gap_before,
+        (lead(day_num) over person_days) - day_num as gap_after
+    from {{ source }}
+    window person_days as (partition by person_id order by day_num)
+)
+{%- for name, w in windows.items() %},
+
+{{ name }}_deltas as (
+    select day_num, sum(delta) as delta_persons, 0 as delta_value
+    from (
+        select day_num, 1 as delta from {{ prefix }}_gaps where gap_before is null or gap_before > {{ w }}
+        union all
+        select day_num + {{ w }}, -1 from {{ prefix }}_gaps where gap_after is null or gap_after > {{ w }}
+    ) as d
+    group by day_num
+)
+{%- endfor %}
 {%- endmacro %}

@@ -99,11 +99,8 @@ nps_days as (
 ),
 
 -- per-person rolling windows (change points -> deltas) ----------------------------------------------------
-{{ rolling_person_deltas('wau', 'active_src', 7, 'roll_value >= 1') }},
-{{ rolling_person_deltas('mau', 'active_src', 30, 'roll_value >= 1') }},
-{{ rolling_person_deltas('active90', 'active_src', p('share_rate_window_days'), 'roll_value >= 1') }},
-{{ rolling_person_deltas('payers30', 'purchase_src', 30, 'roll_value >= 1') }},
-{{ rolling_person_deltas('payers90', 'purchase_src', p('repurchase_window_days'), 'roll_value >= 1') }},
+{{ presence_deltas('active', 'active_src', {'wau': 7, 'mau': 30, 'active90': p('share_rate_window_days')}) }},
+{{ presence_deltas('purchase', 'purchase_src', {'payers30': 30, 'payers90': p('repurchase_window_days')}) }},
 {{ rolling_person_deltas('repayers90', 'purchase_src', p('repurchase_window_days'), 'roll_value >= 2') }},
 {{ rolling_person_deltas('highvalue', 'order_src', 30, 'roll_value > ' ~ p('high_value_net_revenue_30d'),
                          'net_revenue', 'gmv') }},
