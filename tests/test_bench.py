@@ -100,6 +100,10 @@ def test_one_scale_remeasured_keeps_the_other_scales() -> None:
     assert [(r["scale"], r["stage"], r["seconds"]) for r in out["results"]] == [("10m", "a", 3), ("small", "a", 9)]
     assert out["row_counts"] == {"10m": {"events": 10}, "small": {"events": 2}}
     assert out["generated_at"] == "t0" and out["updated"] == [{"at": "t1", "scale": "small", "stages": ["a"]}]
+    # a later re-measure of that scale supersedes this one's "re-measured" line; other scales' lines stay
+    out["updated"].insert(0, {"at": "t-1", "scale": "10m", "stages": ["a"]})
+    again = bench.replace_scales(out, {"generated_at": "t2", "results": [_res("small", "a", 5)]})
+    assert [u["at"] for u in again["updated"]] == ["t-1", "t2"]
 
 
 def test_reference_ratio_goal_and_details() -> None:

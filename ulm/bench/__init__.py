@@ -601,7 +601,9 @@ def replace_scales(old: dict, new: dict) -> dict:
     scales = {r["scale"] for r in new["results"]}
     results = [r for r in old.get("results", []) if r["scale"] not in scales] + new["results"]
     counts = {**old.get("row_counts", {}), **new.get("row_counts", {})}
-    updated = old.get("updated", []) + [{"at": new["generated_at"], "scale": ", ".join(sorted(scales)),
+    # an earlier re-measure of only these scales is superseded by this one: its results are gone
+    kept = [u for u in old.get("updated", []) if not set(u["scale"].split(", ")) <= scales]
+    updated = kept + [{"at": new["generated_at"], "scale": ", ".join(sorted(scales)),
                                          "stages": sorted({r["stage"] for r in new["results"]})}]
     return {**old, "machine": new.get("machine", old.get("machine")), "results": results, "row_counts": counts,
             "updated": updated}
