@@ -14,9 +14,12 @@
 -- row with new_person_id null. A new person is attributed to a link when the person's first-ever event carries that
 -- share_id and the person is not the sharer.
 -- Incremental by share link: a run recomputes (all rows of) only the links a new event can change. New events are
--- those dated after the previous build's as_of or loaded after it. Changed links: those of new share events, the
--- links of the first events of persons with new events or an identity change (the new first link and, from
--- {{ this }}, the link they were attributed to before), and the links whose sharer changed identity. The pre-hook
+-- those dated after the previous build's as_of or loaded after it. Changed links: those of new events (a new or late
+-- event that is now a person's first carries its link), the links persons with new events or an identity change
+-- were attributed to before (from {{ this }}), every link on an event of a person whose accounts changed (the
+-- merged person may start with any of them), the links of attributed persons whose registration date changed, and
+-- the links whose sharer changed identity. A person with only new events dated after their first keeps their first
+-- event, so their older links are not recomputed (D97). The pre-hook
 -- deletes the rows of persons int_identity_changes names (a link whose sharer was erased may vanish) and, on a
 -- backfill (as_of before the previous build's), every row. A link no new event touches keeps its rows: its sharer,
 -- share events and the first events of the persons it brought in are unchanged.
@@ -50,10 +53,16 @@ changed_shares as (
     union
     select share_id from {{ this }} where sharer_person_id in (select person_id from {{ ref('int_identity_changes') }})
     union
+    -- an attributed person whose registration date changed (a new account version)
+    select t.share_id from {{ this }} as t inner join persons as p on t.new_person_id = p.person_id
+    where t.new_person_registered_date is distinct from p.registered_date
+    union
+    -- a person whose accounts changed may now start with any event of the merged accounts; a person with only new
+    -- events starts either as before or with a new event, whose link is in new_events
     select e.share_id from {{ events }} as e
     where e.share_id is not null
       and e.user_id in (select user_id from {{ ref('int_identity') }}
-                        where person_id in (select person_id from changed_persons))
+                        where person_id in (select person_id from {{ ref('int_identity_changes') }}))
 ),
 
 -- persons whose first event may carry a changed link: every person with an event carrying one
