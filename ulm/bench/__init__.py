@@ -604,7 +604,7 @@ def replace_scales(old: dict, new: dict) -> dict:
     # an earlier re-measure of only these scales is superseded by this one: its results are gone
     kept = [u for u in old.get("updated", []) if not set(u["scale"].split(", ")) <= scales]
     updated = kept + [{"at": new["generated_at"], "scale": ", ".join(sorted(scales)),
-                                         "stages": sorted({r["stage"] for r in new["results"]})}]
+                       "stages": sorted({r["stage"] for r in new["results"]})}]
     return {**old, "machine": new.get("machine", old.get("machine")), "results": results, "row_counts": counts,
             "updated": updated}
 

@@ -19,9 +19,9 @@
 -- were attributed to before (from {{ this }}), every link on an event of a person whose accounts changed (the
 -- merged person may start with any of them), the links of attributed persons whose registration date changed, and
 -- the links whose sharer changed identity. A person with only new events dated after their first keeps their first
--- event, so their older links are not recomputed (D97). The pre-hook
--- deletes the rows of persons int_identity_changes names (a link whose sharer was erased may vanish) and, on a
--- backfill (as_of before the previous build's), every row. A link no new event touches keeps its rows: its sharer,
+-- event, so their older links are not recomputed (D97). The pre-hook deletes the rows of persons
+-- int_identity_changes names (a link whose sharer was erased may vanish) and, on a backfill (as_of before the
+-- previous build's), every row. A link no new event touches keeps its rows: its sharer,
 -- share events and the first events of the persons it brought in are unchanged.
 {#- the events are named in each place, not through a CTE: a CTE named more than once is materialized whole by DuckDB
     (and Postgres), which copied all events before the incremental branches' filters applied -#}
