@@ -39,6 +39,7 @@ PERSONS, DAYS, END = 120, 35, date(2025, 3, 31)
 HASH_INPUTS = [None, "", "   ", "13800000001", " 13800000001 ", "张三@例子.中国", "\u3000union-42\u3000", "a\tb",
                "\t\n dev-7 \r\n", "O'Brien", "emoji 😀", "ß", "\u00a0nbsp\u00a0", "x" * 300]
 TIMINGS: dict[str, float] = {}
+DAG_RUN: dict = {}  # what the daily DAG on Spark returned (the built fixture)
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +53,49 @@ def java():
 
 @pytest.fixture(scope="module")
 def built(java, tmp_path_factory) -> Path:
-    """The generated data set ingested into DuckDB, copied to Spark, all models built on both targets."""
+    """The generated data set ingested into DuckDB; Spark's side built, gated and published by the daily DAG
+    (`ulm run --target spark --no-ml` through the runner: ``dag.test`` in a child process, whose JVM has ended when
+    this process starts its own on the same single-process metastore); the DAG's DuckDB copy of the published Spark
+    marts kept aside as ``dag_marts``; then DuckDB's own build of the same day into staging / intermediate / marts."""
     from ulm.generate import generate
     from ulm.ingest import ingest_dir
+    from ulm.orchestration.runner import run as run_dags
+    from ulm.warehouse import engines
 
     root = tmp_path_factory.mktemp("spark")
     generate(out_dir=root / "landing", persons=PERSONS, days=DAYS, end_date=END, seed=5, progress=False)
     wh = root / "wh.duckdb"
     ingest_dir(root / "landing", wh, progress=False)
-    for target, prefix in (("duckdb", ""), ("spark", AUDIT_PREFIX)):
-        t0 = time.perf_counter()
-        run_dbt(RunContext.create(as_of=END, warehouse=wh, target=target, schema_prefix=prefix), "run",
-                progress=False)
-        TIMINGS[f"dbt run {target}"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with pytest.MonkeyPatch.context() as mp:  # the DAG run's own Airflow store and exports
+        mp.setenv("ULM_DATA_DIR", str(root / "data"))
+        ctx = RunContext.create(as_of=END, warehouse=wh, landing_dir=root / "landing", target="spark")
+        DAG_RUN.update(run_dags(ctx.with_(data_dir=root / "data"), ml=False))
+    TIMINGS["ulm run --target spark"] = time.perf_counter() - t0
+    with duckdb.connect(str(wh)) as con:
+        con.execute("create schema dag_marts")
+        for t in engines.duckdb_tables(con, "marts"):
+            con.execute(f'create table dag_marts."{t}" as select * from marts."{t}"')
+    t0 = time.perf_counter()
+    run_dbt(RunContext.create(as_of=END, warehouse=wh), "run", progress=False)
+    TIMINGS["dbt run duckdb"] = time.perf_counter() - t0
     print("\nengine timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
     return wh
+
+
+def _mart_diffs(con, left: str, right: str) -> list[str]:
+    """Differences between two DuckDB schemas of marts, table by table (columns ``_*`` of the publish left out)."""
+    from ulm.warehouse import engines
+
+    diffs = []
+    for t in engines.duckdb_tables(con, left):
+        cols = [r[0] for r in con.execute(
+            "select column_name from duckdb_columns() where schema_name = ? and table_name = ? "
+            "order by column_index", [left, t]).fetchall() if not r[0].startswith("_")]
+        sel = ", ".join(f'"{c}"' for c in cols)
+        diffs += engines.compare_rows(f"{right}.{t}", cols, con.execute(f'select {sel} from {left}."{t}"').fetchall(),
+                                      con.execute(f'select {sel} from {right}."{t}"').fetchall(), engines.REL_TOL)
+    return diffs
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +131,27 @@ def test_spark_tables_equal_duckdb_table_by_table(built, session, schema):
     assert len(counts) >= minimum and sum(counts.values()) > 0
     if schema == "marts":
         assert all(counts[t] > 0 for t in ("mart_kpi_daily", "mart_rfm", "dim_persons", "mart_cohort_retention"))
+
+
+def test_the_daily_dag_runs_on_spark_and_publishes_what_duckdb_builds(built):
+    """`ulm run --target spark` (the built fixture): every task of ulm_daily succeeds (ingest and Gate 1 in DuckDB,
+    dbt build with its data tests, Gates 2-3 and the publish on Spark, the audience export), the publish log names the
+    Spark audit build, and the DuckDB copy of the published Spark marts equals DuckDB's own build of the day."""
+    daily = DAG_RUN["dags"]["ulm_daily"]
+    assert daily["state"] == "success", daily
+    assert set(daily["tasks"]) >= {"ingest", "gate_landing", "erase", "dbt_audit.dbt_build", "gate_staging",
+                                   "gate_marts", "publish", "export_audiences"}, daily
+    assert set(daily["tasks"].values()) == {"success"}, daily
+    with duckdb.connect(str(built), read_only=True) as con:
+        assert con.execute("select source_schema, as_of from audit.publish_log where run_id = ?",
+                           [daily["run_id"]]).fetchall() == [("spark:audit_marts", END)]
+        gates = dict(con.execute("select gate, count(*) filter (where not success and severity = 'critical') "
+                                 "from audit.gate_results "
+                                 "where run_id = ? group by 1", [daily["run_id"]]).fetchall())
+        assert gates.keys() >= {"staging", "marts"} and not any(gates.values()), gates
+        assert con.execute("select count(*) from duckdb_tables() where schema_name = 'dag_marts'").fetchone()[0] >= 30
+        diffs = _mart_diffs(con, "dag_marts", "marts")
+    assert not diffs, "\n".join(diffs)
 
 
 def test_profile_repeats_the_session_settings(tmp_path):
@@ -176,14 +226,7 @@ def test_publish_on_spark_switches_the_pointer_and_mirrors_duckdb(built, session
     views = ulm_spark.relations(session, "marts")
     assert set(views) == set(out["published"]) and set(views.values()) == {"VIEW"}
     with duckdb.connect(str(built), read_only=True) as con:
-        for t in engines.duckdb_tables(con, "duck_marts"):
-            cols = [r[0] for r in con.execute(
-                "select column_name from duckdb_columns() where schema_name = 'duck_marts' and table_name = ? "
-                "order by column_index", [t]).fetchall() if not r[0].startswith("_")]
-            sel = ", ".join(f'"{c}"' for c in cols)
-            left = con.execute(f'select {sel} from duck_marts."{t}"').fetchall()
-            right = con.execute(f'select {sel} from marts."{t}"').fetchall()
-            assert not engines.compare_rows(f"marts.{t}", cols, left, right, engines.REL_TOL), t
+        assert not _mart_diffs(con, "duck_marts", "marts")
         assert con.execute("select source_schema, tables from audit.publish_log where run_id = ?",
                            [ctx.run_id]).fetchall() == [("spark:audit_marts", out["tables"])]
         with features.published_marts(con, "spark", built) as mem:

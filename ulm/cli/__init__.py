@@ -75,18 +75,6 @@ _wait_option = click.option(
     help="Seconds to wait for another command holding the warehouse's write lock before giving up.")
 
 
-# what each target runs so far (issue #15): Spark builds, gates, publishes, scores and erases (`ulm build`, `ulm
-# score`, `ulm erase`); the daily DAG on Spark is next
-_NO_DAG_TARGETS = {"spark"}
-
-
-def _require_full_target(target: str, what: str) -> None:
-    """One line, before any work, when ``what`` does not run on ``target`` yet."""
-    if target in _NO_DAG_TARGETS:
-        raise UlmError(f"--target {target}: {what} does not run there yet (issue #15); `ulm build --target {target}` "
-                       "builds, gates and publishes there, `ulm score --target spark` scores")
-
-
 _target_option = click.option(
     "--target", type=click.Choice(TARGETS), default="duckdb", show_default=True,
     help="dbt target (dbt_project/profiles.yml): duckdb, postgres (connection from ULM_PG_*) or spark (a local "
@@ -314,7 +302,6 @@ def run(ctx, as_of, landing_dir, train, no_ml, wait_seconds, report_file, target
     from ulm.orchestration.runner import run as run_dags
     from ulm.privacy.keys import ensure_local_pii_key
 
-    _require_full_target(target, "the daily DAG")
     ensure_local_pii_key()
     try:
         res = run_dags(_context(ctx, as_of=as_of, landing_dir=landing_dir, target=target), ml=not no_ml,
@@ -349,15 +336,16 @@ def _print_run(title: str, res: dict) -> None:
 @click.option("--landing", "landing_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--no-ml", is_flag=True, help="Run only ulm_daily.")
 @_wait_option
+@_target_option
 @click.pass_context
 @friendly_errors
-def backfill(ctx, start, end, landing_dir, no_ml, wait_seconds):
+def backfill(ctx, start, end, landing_dir, no_ml, wait_seconds, target):
     """Run the daily pipeline for every business day from START to END (inclusive), incrementally."""
     from ulm.orchestration.runner import backfill as run_backfill
     from ulm.privacy.keys import ensure_local_pii_key
 
     ensure_local_pii_key()
-    res = run_backfill(start, end, _context(ctx, landing_dir=landing_dir), ml=not no_ml, wait_seconds=wait_seconds,
+    res = run_backfill(start, end, _context(ctx, landing_dir=landing_dir, target=target), ml=not no_ml, wait_seconds=wait_seconds,
                        progress=lambda line: click.echo(line))
     _print_summary(f"backfill {start}..{end}", {"days": res["days"], "seconds": res["seconds"]})
 
