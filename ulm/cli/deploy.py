@@ -9,7 +9,7 @@ import json
 
 import click
 
-from ulm.cli import _parse_date, friendly_errors, main
+from ulm.cli import _parse_date, _target_option, friendly_errors, main
 
 
 @main.group("deploy")
@@ -51,15 +51,16 @@ def deploy_status(as_json: bool) -> None:
 @click.option("--as-of", "as_of", required=True, callback=_parse_date, help="Business day, YYYY-MM-DD.")
 @click.option("--dag", "dag_id", default="ulm_daily", show_default=True, help="DAG to trigger.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the run finished.")
+@_target_option
 @friendly_errors
-def deploy_trigger(as_of, dag_id: str, wait: bool) -> None:
+def deploy_trigger(as_of, dag_id: str, wait: bool, target: str) -> None:
     """Trigger a run of one business day through the REST API (unpauses the DAG); prints its task states."""
     from ulm.orchestration import deploy as d
 
     api = d.client()
     api.set_paused(dag_id, False)
-    run = api.trigger(dag_id, as_of)
-    click.echo(f"triggered {dag_id} {run['dag_run_id']} (as of {as_of})")
+    run = api.trigger(dag_id, as_of, **({} if target == "duckdb" else {"target": target}))
+    click.echo(f"triggered {dag_id} {run['dag_run_id']} (as of {as_of}{'' if target == 'duckdb' else ', ' + target})")
     if not wait:
         return
     last: list[str] = []
