@@ -1,16 +1,18 @@
 """Cross-engine equality on Spark (issue #15): the same dbt project on DuckDB and on a local pyspark session (dbt-spark
-``method: session``) gives the same tables.
+``method: session``) gives the same tables, and the daily DAG runs there.
 
 A tiny generated data set (`ulm generate`, few persons and days: Spark on 2 cores costs seconds per model) is
-ingested into DuckDB as always, the raw layer copied to Spark as Parquet tables (ulm.warehouse.spark.sync_raw), and
-every model built on both targets, one Spark session for the module; then:
+ingested into DuckDB as always; the daily DAG (`ulm run --target spark --no-ml`) copies raw to Spark as Parquet
+tables (ulm.warehouse.spark.sync_raw), builds every model with its data tests into the audit databases, gates and
+publishes them; the dbt unit tests run on that Spark build; DuckDB builds the same day itself. Then:
 
+- the DAG: every task succeeded, the publish log names the Spark build, and the DuckDB copy of the published Spark
+  marts equals DuckDB's own build; the golden cases (dbt unit tests) pass on Spark;
 - the PII hash: hash_pii() compiled for Spark (commons-codec HMAC through java_method, the key from the JVM's
   environment) equals the DuckDB UDF / Python for the same inputs, NULL, blank, unicode and unicode whitespace
   included, and the key is nowhere in the SQL;
 - raw, staging, intermediate and marts equal table by table (sorted on every column; exact for integers, strings,
-  dates, booleans and decimals/money, 1e-9 relative for float rates). Spark builds into the audit databases
-  (``audit_staging`` ...), as a published build does;
+  dates, booleans and decimals/money, 1e-9 relative for float rates);
 - Gates 2 and 3 pass on that Spark build and fail a broken copy; the publish copies it into ``marts__run_<run id>``, switches
   ``audit.published_run`` and mirrors it into DuckDB ``marts`` equal to DuckDB's own build; ML features read the
   published Spark database; older copies are dropped;
@@ -29,6 +31,7 @@ import duckdb
 import pytest
 
 from ulm.core.context import AUDIT_PREFIX, RunContext
+from ulm.core.errors import UlmError
 from ulm.privacy.hashing import hash_values
 from ulm.transform.dbt import compile_inline, run_dbt
 from ulm.warehouse import spark as ulm_spark
@@ -40,6 +43,7 @@ HASH_INPUTS = [None, "", "   ", "13800000001", " 13800000001 ", "张三@例子.�
                "\t\n dev-7 \r\n", "O'Brien", "emoji 😀", "ß", "\u00a0nbsp\u00a0", "x" * 300]
 TIMINGS: dict[str, float] = {}
 DAG_RUN: dict = {}  # what the daily DAG on Spark returned (the built fixture)
+UNIT_TESTS: dict = {}  # the dbt unit tests on Spark (the built fixture): their nodes, or the error
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,12 @@ def built(java, tmp_path_factory) -> Path:
         ctx = RunContext.create(as_of=END, warehouse=wh, landing_dir=root / "landing", target="spark")
         DAG_RUN.update(run_dags(ctx.with_(data_dir=root / "data"), ml=False))
     TIMINGS["ulm run --target spark"] = time.perf_counter() - t0
+    t0 = time.perf_counter()  # the golden cases on the models the DAG just parsed and built (audit prefix)
+    try:
+        UNIT_TESTS["nodes"] = run_dbt(_spark_ctx(wh), "test", select="test_type:unit", progress=False)["nodes"]
+    except UlmError as exc:
+        UNIT_TESTS["error"] = str(exc)
+    TIMINGS["dbt unit tests spark"] = time.perf_counter() - t0
     with duckdb.connect(str(wh)) as con:
         con.execute("create schema dag_marts")
         for t in engines.duckdb_tables(con, "marts"):
@@ -152,6 +162,14 @@ def test_the_daily_dag_runs_on_spark_and_publishes_what_duckdb_builds(built):
         assert con.execute("select count(*) from duckdb_tables() where schema_name = 'dag_marts'").fetchone()[0] >= 30
         diffs = _mart_diffs(con, "dag_marts", "marts")
     assert not diffs, "\n".join(diffs)
+
+
+def test_golden_unit_tests_pass_on_spark(built):
+    """The hand-checked boundary cases (the project's dbt unit tests, fixtures in the models' _models.yml) give the
+    expected rows on Spark as on DuckDB and Postgres."""
+    assert "error" not in UNIT_TESTS, UNIT_TESTS.get("error")
+    nodes = UNIT_TESTS["nodes"]
+    assert len(nodes) >= 25 and all(r["status"] == "pass" for r in nodes), [(r["name"], r["status"]) for r in nodes]
 
 
 def test_profile_repeats_the_session_settings(tmp_path):
